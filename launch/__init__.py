@@ -1,0 +1,1 @@
+"""Launchers: XManager, GKE JobSet manifests, Docker image, Colab demo."""

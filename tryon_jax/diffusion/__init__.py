@@ -1,0 +1,1 @@
+"""Diffusion: noise schedules, objective, noise-conditioning augmentation, classifier-free guidance, samplers, cascade."""

@@ -1,0 +1,1 @@
+"""Parallelism: the device mesh and logical-axis sharding rules. Sharding decisions live here and nowhere else."""

@@ -1,0 +1,1 @@
+"""Training: train state, the pure jitted train step, Orbax checkpoints and the training loop."""
