@@ -27,6 +27,17 @@ def diffusion_config() -> mlc.ConfigDict:
   c.cond_dropout_mode = "joint"  # paper silent on joint vs per-input; joint drops all inputs together.
   c.guidance_weight = 2.0  # paper: weight 2 for all stages.
   c.ema_decay = 0.9999  # paper silent; Imagen-style default.
+  c.time_mode = "continuous"  # paper silent; "discrete" quantizes t to num_train_timesteps levels.
+  c.num_train_timesteps = 1000  # only for time_mode="discrete"; the DDPM convention.
+  c.logsnr_min = -20.0  # paper silent: log-SNR clip at t=1 (alpha(1)=4.5e-5, i.e. pure noise) ...
+  c.logsnr_max = 20.0  # ... and at t=0 (sigma(0)=4.5e-5): keeps eps -> x0 finite at both ends.
+  c.logsnr_shift = 0.0  # paper silent; added to log-SNR (negative = noisier, vs the SR colour tint).
+  c.linear_beta_start = 0.1  # schedule="linear": continuous VP-SDE betas, equal to DDPM's ...
+  c.linear_beta_end = 20.0  # ... 1e-4 .. 0.02 over 1000 steps.
+  c.clip_x0 = True  # paper silent; clip predicted x0 to [-1, 1] while sampling (Imagen does).
+  c.dynamic_threshold = 0.0  # Imagen's dynamic-threshold percentile (e.g. 0.995); 0 = off.
+  c.ddim_eta = 0.0  # DDIM stochasticity: 0 deterministic, 1 ancestral.
+  c.lowres_down_method = "linear"  # paper silent: antialiased resize kernel making the SR input.
   return c
 
 
@@ -43,7 +54,10 @@ def train_config() -> mlc.ConfigDict:
   c.log_every_steps = 100
   c.checkpoint_every_steps = 5_000
   c.max_to_keep = 3
-  c.sample_every_steps = 10_000
+  c.sample_every_steps = 10_000  # 0 disables the periodic sample grids.
+  c.sample_num = 4  # examples (rows) per sample grid: person | garment | try-on.
+  c.sample_steps = 32  # sampler steps of the periodic grids: a cheap preview, not the paper's 256.
+  c.async_checkpointing = True  # write checkpoints in the background while training continues.
   return c
 
 
@@ -54,4 +68,34 @@ def data_config() -> mlc.ConfigDict:
   c.num_workers = 0  # grain multiprocessing workers per host (0 = in-process).
   c.flip_prob = 0.5  # horizontal flip (with left/right keypoint swap).
   c.num_keypoints = NUM_KEYPOINTS
+  c.cycle_length = 4  # TFRecord files read in parallel per host (interleave); mixes shards.
+  c.prefetch_batches = 2  # batches prepared ahead in a thread when num_workers = 0.
+  c.read_threads = 4  # ArrayRecord random-access read threads per host.
+  c.preprocess = preprocess_config()
+  return c
+
+
+def preprocess_config() -> mlc.ConfigDict:
+  """Offline preprocessing (data_pipelines converters). The paper fixes the mechanism (mask the
+  person box, paste head/hands/lower body back, square crop around the pose), not these numbers."""
+  c = mlc.ConfigDict()
+  c.resolution = 1024  # paper: records at 1024x1024; lower stages resize on the fly.
+  c.agnostic_fill = 0  # uint8 value filling the masked person box in I_a (0 = black).
+  c.box_margin = 0.02  # masked box grows by this fraction of its size: parser edges leak garment.
+  c.crop_margin = 0.05  # square crop side = (1 + 2 * margin) * longest side of the person box.
+  c.pad_mode = "edge"  # crop parts outside the photo: "edge" (replicate) or "constant" (pad_value).
+  c.pad_value = 255  # only for pad_mode="constant"; VITON-HD / DressCode backgrounds are white.
+  c.hand_radius = 0.75  # hand = arm pixels within 0.75 x forearm length of the wrist (hand ~ 0.7
+  # forearm length in adult body proportions) ...
+  c.wrist_margin = 0.1  # ... and beyond the wrist, minus this fraction of the forearm (keeps the wrist).
+  c.hand_fallback_radius = 0.06  # elbow unseen: radius = this x person box height (~ hand length).
+  c.keypoint_min_confidence = 0.05  # OpenPose's own render threshold; lower = missing (mask 0).
+  c.min_person_keypoints = 4  # fewer visible keypoints = "no person detected", the pair is skipped.
+  c.garment_mask_threshold = 128  # cloth-mask pixels >= this are garment (masks are 0/255 JPEGs).
+  c.background_threshold = 240  # no garment mask (DressCode): near-white (all channels >= this)
+  # pixels connected to the border are backdrop; studio backdrops are >= 245, JPEG noise aside.
+  c.image_format = "jpeg"  # "png" is lossless but ~4x larger at 1024.
+  c.jpeg_quality = 95  # near-lossless; no chroma subsampling.
+  c.records_per_shard = 256  # ~250 MB shards at 1024 JPEG: large sequential reads, enough files to
+  # spread over hosts.
   return c
