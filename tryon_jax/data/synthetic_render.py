@@ -12,17 +12,18 @@ Parallel-UNet's implicit warping has to learn. Pose-dependent wrinkle shading ad
 Every person faces the camera: the person's LEFT side (BODY_25 5/6/7/12/13/14, parse ids 14, 16,
 18) is on the IMAGE'S RIGHT (larger x). Parse ids are the CIHP/LIP ids VITON-HD uses (`LABELS`).
 Pixel (row i, column j) has its centre at (x, y) = (j, i); keypoints use the same coordinates.
+Garment patterns and prints live in synthetic_garment.py.
 """
 
 from __future__ import annotations
 
-import colorsys
 import dataclasses
-import functools
 import zlib
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+
+from tryon_jax.data.synthetic_garment import (Garment, bilinear, coverage, random_colour,
+                                              sample_garment)
 
 # CIHP/LIP parse ids as written to image-parse-v3 (10 = neck / exposed skin, as VITON-HD uses it).
 LABELS = {
@@ -50,9 +51,6 @@ _SKIN_TONES = np.array([[0.97, 0.82, 0.71], [0.87, 0.67, 0.53], [0.72, 0.52, 0.3
                         [0.52, 0.35, 0.24], [0.33, 0.21, 0.14]], np.float32)
 _HAIR_COLOURS = np.array([[0.07, 0.06, 0.06], [0.22, 0.13, 0.08], [0.42, 0.27, 0.15],
                           [0.83, 0.70, 0.44], [0.58, 0.24, 0.11], [0.66, 0.66, 0.66]], np.float32)
-_PATTERN_KINDS = ("stripes", "checks", "dots", "gradient", "text", "logos")
-_WORDS = ("SUMMER", "TOKYO", "CLUB", "1987", "WAVE", "NOVA", "JAX", "HELLO", "SPORT", "CITY",
-          "LOVE", "ZEN", "RUN", "BERLIN", "SURF", "MOON", "OK", "TEAM 7", "ROCK", "SUN")
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -60,51 +58,6 @@ def _rot(v: np.ndarray, angle: float) -> np.ndarray:
   """Rotates 2-vectors [..., 2] by `angle` (image coords: +angle turns +y towards -x)."""
   c, s = np.cos(angle), np.sin(angle)
   return np.stack([c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]], -1)
-
-
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-  return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32)
-
-
-def _random_colour(rng: np.random.Generator) -> np.ndarray:
-  return _hsv(rng.random(), rng.uniform(0.15, 0.95), rng.uniform(0.25, 0.98))
-
-
-def _coverage(signed_distance: np.ndarray, aa: float) -> np.ndarray:
-  """Anti-aliased inside fraction from a signed distance (positive inside), aa = pixel size."""
-  return np.clip(0.5 + signed_distance / aa, 0.0, 1.0)[..., None]
-
-
-def _bands(x: np.ndarray, period: float, duty: float, aa: float) -> np.ndarray:
-  """[..., 1] coverage of periodic bands [k*period, k*period + duty*period)."""
-  phase = np.mod(x / period, 1.0)
-  inside = np.minimum(phase, duty - phase)
-  outside = -np.minimum(phase - duty, 1.0 - phase)
-  return _coverage(np.where(phase < duty, inside, outside) * period, aa)
-
-
-def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray, wrap: bool) -> np.ndarray:
-  """Samples img [h, w, C] at texel coords x, y [...] -> [..., C] (wrapped or clamped)."""
-  h, w = img.shape[:2]
-  if wrap:
-    x, y = np.mod(x, w), np.mod(y, h)
-  else:
-    x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
-  x0, y0 = np.floor(x).astype(np.int32), np.floor(y).astype(np.int32)
-  fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-  if wrap:
-    x0, y0 = x0 % w, y0 % h
-    x1, y1 = (x0 + 1) % w, (y0 + 1) % h
-  else:
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-  top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
-  bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
-  return top * (1 - fy) + bottom * fy
-
-
-@functools.lru_cache(maxsize=64)
-def _font(size: int) -> ImageFont.ImageFont:
-  return ImageFont.load_default(size=size)  # Pillow's bundled scalable font: no system fonts.
 
 
 # ----------------------------------------------------------------------------- the canvas
@@ -132,7 +85,7 @@ class _Canvas:
   def paint(self, win, signed_distance: np.ndarray, colour: np.ndarray, label: int) -> None:
     """Blends colour ([3] or [h, w, 3]) where signed_distance > -aa/2; labels where > 0."""
     rows, cols = win[0], win[1]
-    alpha = _coverage(signed_distance, self.aa)
+    alpha = coverage(signed_distance, self.aa)
     region = self.rgb[rows, cols]
     region += alpha * (colour - region)
     self.label[rows, cols][signed_distance > 0] = label
@@ -180,139 +133,6 @@ def _ellipse(cv: _Canvas, centre, rx: float, ry: float, angle: float, colour, la
   cv.paint(win, sd, colour, label)
 
 
-# ----------------------------------------------------------------------------- garment texture
-@dataclasses.dataclass
-class Garment:
-  """An upper garment: a pattern over cloth coordinates (body units) plus an optional decal."""
-  kind: str
-  colours: np.ndarray  # [3, 3] base / second / accent colour
-  period: float  # pattern period, body units
-  angle: float  # stripe / gradient direction
-  duty: float
-  tile: np.ndarray | None  # all-over text/logo tile [h, w, 4] (RGBA, float), or None
-  tile_units: float  # body units covered by the tile's width
-  decal: np.ndarray | None  # chest print [h, w, 4], or None
-  decal_size: tuple[float, float]  # (width, height) in body units
-  decal_y: float  # decal centre, fraction of torso length
-  long_sleeves: bool
-  sleeve_fraction: float  # short sleeves: covered fraction of the upper arm
-  looseness: float
-  hem: float  # hem position, fraction of neck->mid-hip length
-  neckline_depth: float  # body units
-
-  def colour(self, x: np.ndarray, y: np.ndarray, aa: float) -> np.ndarray:
-    """Pattern colour [..., 3] at cloth coordinates x (around), y (down), body units."""
-    c0, c1, c2 = self.colours
-    ca, sa = np.cos(self.angle), np.sin(self.angle)
-    along = x * ca + y * sa
-    if self.kind == "stripes":
-      b1 = _bands(along, self.period, self.duty, aa)
-      b2 = _bands(along + 0.3 * self.period, self.period, 0.12, aa)
-      return c0 + b1 * (c1 - c0) + b2 * (1 - b1) * (c2 - c0)
-    if self.kind == "checks":
-      across = -x * sa + y * ca
-      bx = _bands(along, self.period, self.duty, aa)
-      by = _bands(across, self.period, self.duty, aa)
-      fine = _bands(along + 0.5 * self.period, self.period, 0.08, aa)
-      base = c0 + 0.55 * (bx + by) * (c1 - c0) + 0.4 * fine * (c2 - c0)
-      return np.clip(base - 0.25 * bx * by * c1, 0, 1)
-    if self.kind == "dots":
-      row = np.floor(y / self.period)
-      xo = x + 0.5 * self.period * np.mod(row, 2)
-      dx = np.mod(xo, self.period) - 0.5 * self.period
-      dy = np.mod(y, self.period) - 0.5 * self.period
-      cov = _coverage(self.duty * 0.45 * self.period - np.hypot(dx, dy), aa)
-      return c0 + cov * (c1 - c0)
-    if self.kind == "gradient":
-      f = (0.5 + 0.5 * np.sin(2 * np.pi * along / (4 * self.period)))[..., None]
-      g = (0.5 + 0.5 * np.cos(2 * np.pi * (-x * sa + y * ca) / (6 * self.period)))[..., None]
-      return c0 * (1 - f) + c1 * f + 0.35 * g * (c2 - c0)
-    base = np.broadcast_to(c0, x.shape + (3,)).astype(np.float32)
-    if self.tile is not None:  # "text" / "logos": an all-over print tiled over the cloth.
-      scale = self.tile.shape[1] / self.tile_units
-      rgba = _bilinear(self.tile, x * scale, y * scale, wrap=True)
-      base = base + rgba[..., 3:] * (rgba[..., :3] - base)
-    return base
-
-
-def _draw_logo(draw: ImageDraw.ImageDraw, box, colours, rng: np.random.Generator) -> None:
-  x0, y0, x1, y1 = box
-  cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, min(x1 - x0, y1 - y0) / 2
-  shape = rng.integers(5)
-  fill = tuple(int(255 * c) for c in colours[0]) + (255,)
-  second = tuple(int(255 * c) for c in colours[1]) + (255,)
-  if shape == 0:  # ring with a dot
-    draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=max(1, int(r * 0.25)))
-    draw.ellipse([cx - r * .35, cy - r * .35, cx + r * .35, cy + r * .35], fill=second)
-  elif shape == 1:  # star
-    ang = np.pi / 2 + np.arange(10) * np.pi / 5
-    rad = np.where(np.arange(10) % 2 == 0, r, r * 0.45)
-    draw.polygon([(cx + q * np.cos(a), cy - q * np.sin(a)) for a, q in zip(ang, rad)], fill=fill)
-  elif shape == 2:  # triangle over a bar
-    draw.polygon([(cx, cy - r), (cx + r, cy + r * .6), (cx - r, cy + r * .6)], fill=fill)
-    draw.rectangle([cx - r, cy + r * .7, cx + r, cy + r], fill=second)
-  elif shape == 3:  # diamond
-    draw.polygon([(cx, cy - r), (cx + r * .7, cy), (cx, cy + r), (cx - r * .7, cy)], fill=fill)
-    draw.ellipse([cx - r * .25, cy - r * .25, cx + r * .25, cy + r * .25], fill=second)
-  else:  # two overlapping discs
-    draw.ellipse([cx - r, cy - r * .6, cx + r * .2, cy + r * .6], fill=fill)
-    draw.ellipse([cx - r * .2, cy - r * .6, cx + r, cy + r * .6], fill=second)
-
-
-def _rgba(img: Image.Image) -> np.ndarray:
-  return np.asarray(img, np.float32) / 255.0
-
-
-def sample_garment(rng: np.random.Generator, texels_per_unit: float) -> Garment:
-  """A random upper garment; texels_per_unit sets the resolution of printed text/logos."""
-  kind = _PATTERN_KINDS[rng.integers(len(_PATTERN_KINDS))]
-  colours = np.stack([_random_colour(rng) for _ in range(3)])
-  if rng.random() < 0.5:  # a light base is common on printed shirts
-    colours[0] = _hsv(rng.random(), rng.uniform(0.0, 0.25), rng.uniform(0.85, 1.0))
-  angle = float(rng.choice([0.0, np.pi / 2, rng.uniform(0.3, 1.2), -rng.uniform(0.3, 1.2)]))
-  tile, tile_units = None, 1.0
-  if kind in ("text", "logos"):
-    tile_units = rng.uniform(0.08, 0.14)
-    size = max(8, int(round(tile_units * texels_per_unit)))
-    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(img)
-    if kind == "text":
-      word = str(rng.choice(_WORDS))
-      font = _font(max(4, int(size * 0.28)))
-      ink = tuple(int(255 * c) for c in colours[1]) + (255,)
-      draw.text((size * 0.05, size * 0.1), word, font=font, fill=ink)
-      draw.text((size * 0.55 - size, size * 0.6), word, font=font, fill=ink)
-      draw.text((size * 0.55, size * 0.6), word, font=font, fill=ink)
-    else:
-      _draw_logo(draw, (size * .1, size * .1, size * .9, size * .9), colours[1:], rng)
-    tile = _rgba(img)
-  decal, decal_size = None, (0.1, 0.1)
-  if kind in ("text", "logos") or rng.random() < 0.4:
-    dw = rng.uniform(0.09, 0.15)
-    dh = dw * rng.uniform(0.45, 1.0)
-    w, h = max(8, int(dw * texels_per_unit)), max(6, int(dh * texels_per_unit))
-    img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(img)
-    decal_colours = np.stack([_random_colour(rng), _random_colour(rng)])
-    if rng.random() < 0.5:
-      word = str(rng.choice(_WORDS))
-      font = _font(max(5, int(h * 0.7)))
-      box = draw.textbbox((0, 0), word, font=font)
-      x = (w - (box[2] - box[0])) / 2 - box[0]
-      draw.text((x, (h - (box[3] - box[1])) / 2 - box[1]), word, font=font,
-                fill=tuple(int(255 * c) for c in decal_colours[0]) + (255,))
-    else:
-      _draw_logo(draw, (0, 0, w - 1, h - 1), decal_colours, rng)
-    decal, decal_size = _rgba(img), (dw, dh)
-  return Garment(
-      kind=kind, colours=colours, period=float(rng.uniform(0.018, 0.06)), angle=angle,
-      duty=float(rng.uniform(0.3, 0.6)), tile=tile, tile_units=float(tile_units), decal=decal,
-      decal_size=decal_size, decal_y=float(rng.uniform(0.22, 0.4)),
-      long_sleeves=bool(rng.random() < 0.4), sleeve_fraction=float(rng.uniform(0.35, 0.8)),
-      looseness=float(rng.uniform(1.0, 1.12)), hem=float(rng.uniform(1.0, 1.12)),
-      neckline_depth=float(rng.uniform(0.008, 0.04)))
-
-
 # ----------------------------------------------------------------------------- identity, pose
 @dataclasses.dataclass
 class Identity:
@@ -349,7 +169,7 @@ def sample_identity(rng: np.random.Generator, texels_per_unit: float) -> Identit
   build = rng.uniform(0.9, 1.12)
   lower_kind = str(rng.choice(["pants", "pants", "shorts", "skirt"]))
   lower_colour = (np.array([0.2, 0.28, 0.45], np.float32) * rng.uniform(0.7, 1.4)
-                  if rng.random() < 0.4 else _random_colour(rng) * rng.uniform(0.5, 0.9))
+                  if rng.random() < 0.4 else random_colour(rng) * rng.uniform(0.5, 0.9))
   return Identity(
       skin=skin.astype(np.float32), hair=np.clip(hair, 0, 1).astype(np.float32),
       hair_long=bool(rng.random() < 0.4), hairline=float(rng.uniform(-0.6, -0.3)),
@@ -364,7 +184,7 @@ def sample_identity(rng: np.random.Generator, texels_per_unit: float) -> Identit
       lower_kind=lower_kind, lower_colour=np.clip(lower_colour, 0, 1).astype(np.float32),
       lower_length=float(rng.uniform(0.45, 0.85) if lower_kind == "shorts"
                          else rng.uniform(0.18, 0.35)),
-      shoe_colour=_random_colour(rng) * rng.uniform(0.3, 1.0), garment=sample_garment(
+      shoe_colour=random_colour(rng) * rng.uniform(0.3, 1.0), garment=sample_garment(
           rng, texels_per_unit))
 
 
@@ -517,7 +337,7 @@ def pose_is_clean(idt: Identity, sk: Skeleton) -> bool:
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
   ys = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
   xs = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
-  c0, c1 = _random_colour(rng), _random_colour(rng)
+  c0, c1 = random_colour(rng), random_colour(rng)
   if rng.random() < 0.6:  # mostly calm, light studio-like backgrounds
     c0 = 0.55 * c0 + 0.45 * np.float32(rng.uniform(0.7, 1.0))
   kind = rng.integers(4)
@@ -574,7 +394,7 @@ def _draw_shirt(cv: _Canvas, idt: Identity, pose: Pose, sk: Skeleton, raise_lift
     dy = (y_cloth - g.decal_y * idt.torso_len) / dh + 0.5
     h, w = g.decal.shape[:2]
     inside = (dx >= 0) & (dx <= 1) & (dy >= 0) & (dy <= 1) & (sd > -1)
-    rgba = _bilinear(g.decal, dx[inside] * w - 0.5, dy[inside] * h - 0.5, wrap=False)
+    rgba = bilinear(g.decal, dx[inside] * w - 0.5, dy[inside] * h - 0.5, wrap=False)
     colour[inside] += rgba[:, 3:] * (rgba[:, :3] - colour[inside])
   cv.paint(win, sd, colour * _cloth_shade(s, x_cloth, y_cloth, pose), LABELS["upper_clothes"])
 
