@@ -388,3 +388,19 @@ def test_manifest_converter(tmp_path):
   assert ((g[..., 0] > 150) & (g[..., 1] < 90)).sum() > 50
   blue_or_skin = ((g[..., 2] > 120) & (g[..., 0] < 80)) | ((g[..., 1] > 140) & (g[..., 0] > 180))
   assert blue_or_skin.sum() == 0  # pants and face of the garment photo are gone
+
+
+# ---------------------------------------------------------------- inspect
+def test_inspect_prints_and_draws(viton, tmp_path, capsys):
+  from data_pipelines import inspect
+  _, out, _, _ = viton
+  sheet = str(tmp_path / "sheet.png")
+  assert inspect.main(["--records", f"{out}/*.tfrecord", "--contact-sheet", sheet, "--num", "2"]) == 0
+  text = capsys.readouterr().out
+  assert "2 tfrecord file(s), 3 records" in text
+  assert "person_pose" in text and "[18, 2]" in text and f"[{RES}, {RES}, 3]" in text
+  img = np.asarray(Image.open(sheet))
+  assert img.shape == (2 * RES, 3 * RES, 3)
+  # Keypoints were drawn: pure red / blue dots exist on the person panel.
+  panel = img[:RES, :RES].astype(int)
+  assert np.any((panel[..., 0] == 255) & (panel[..., 1] == 0) & (panel[..., 2] == 0))
