@@ -159,17 +159,23 @@ class PadBatch(grain.transforms.Map):
 
 # ---------------------------------------------------------------- sources
 def _tfrecord_files_dataset(files: list[str]) -> grain.MapDataset:
-  def open_file(path: str) -> grain.IterDataset:
-    return tfrecord.CheckedTFRecordIterDataset(path)
-  return grain.MapDataset.source(files).map(open_file)
+  # The class itself is the map function: picklable for mp_prefetch workers.
+  return grain.MapDataset.source(files).map(tfrecord.CheckedTFRecordIterDataset)
+
+
+class _TagSource:
+  """(index, raw) -> {"raw", "source": "file#record k"}; a class so workers can unpickle it."""
+
+  def __init__(self, files: list[str]):
+    self._names = _ArrayRecordSource(files)
+
+  def __call__(self, index: int, raw: bytes) -> dict:
+    return {"raw": raw, "source": self._names.name(index)}
 
 
 def _arrayrecord_dataset(files: list[str]) -> grain.MapDataset:
-  names = _ArrayRecordSource(files)
-
-  def tag(index: int, raw: bytes) -> dict:
-    return {"raw": raw, "source": names.name(index)}
-  return grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files)).map_with_index(tag)
+  source = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files))
+  return source.map_with_index(_TagSource(files))
 
 
 # ---------------------------------------------------------------- public API
