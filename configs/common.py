@@ -38,6 +38,8 @@ def diffusion_config() -> mlc.ConfigDict:
   c.dynamic_threshold = 0.0  # Imagen's dynamic-threshold percentile (e.g. 0.995); 0 = off.
   c.ddim_eta = 0.0  # DDIM stochasticity: 0 deterministic, 1 ancestral.
   c.lowres_down_method = "linear"  # paper silent: antialiased resize kernel making the SR input.
+  c.inference_noise_aug_per_image = ()  # one level per model.cond_images name; () = every image
+  # takes the stage's scalar inference_noise_aug (paper: grid-searched, values not given).
   return c
 
 

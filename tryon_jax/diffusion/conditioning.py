@@ -7,7 +7,7 @@ Order of operations (paper: the Gaussian noise is added before any other process
   2. noise-conditioning augmentation of every image named in ``model.cond_images``:
      x -> alpha(t_na) x + sigma(t_na) eps, with the diffusion schedule's forward process; levels
      t_na ~ U[0, 1] per image and example in training, fixed constants at inference
-     (``diffusion.inference_noise_aug``); they go to the network as ``noise_aug_levels``
+     (``diffusion.inference_noise_aug[_per_image]``); they go to the network as ``noise_aug_levels``
      [B, len(cond_images)], one column per name in ``cond_images`` order;
   3. (training) conditioning dropout: a dropped input is set to 0 (images) or gets an all-zero
      keypoint mask and zero coordinates (poses, so the network uses its learned null embeddings);
@@ -17,7 +17,7 @@ Order of operations (paper: the Gaussian noise is added before any other process
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -162,16 +162,20 @@ def training_cond(batch: Mapping[str, jax.Array], key: jax.Array,
 
 
 def inference_levels(config: ml_collections.ConfigDict, batch_size: int) -> jax.Array:
-  """The fixed noise-augmentation levels [B, len(cond_images)] from diffusion.inference_noise_aug,
-  a single level for every image or one per name of model.cond_images."""
+  """The fixed noise-augmentation levels [B, len(cond_images)]: diffusion.inference_noise_aug_per_image
+  (one per name of model.cond_images) when set, else diffusion.inference_noise_aug for every image."""
   names = tuple(config.model.cond_images)
-  value = config.diffusion.get("inference_noise_aug", 0.0)
-  per_image = [float(v) for v in value] if isinstance(value, Sequence) else [float(value)] * len(names)
+  d = config.diffusion
+  per_image = [float(v) for v in d.get("inference_noise_aug_per_image", ())]
+  field = "inference_noise_aug_per_image"
+  if not per_image:
+    per_image = [float(d.get("inference_noise_aug", 0.0))] * len(names)
+    field = "inference_noise_aug"
   if len(per_image) != len(names):
-    raise ValueError(f"diffusion.inference_noise_aug has {len(per_image)} levels, "
+    raise ValueError(f"diffusion.{field} has {len(per_image)} levels, "
                      f"model.cond_images names {len(names)}")
   if any(not 0.0 <= v <= 1.0 for v in per_image):
-    raise ValueError(f"diffusion.inference_noise_aug={per_image}: levels must be in [0, 1]")
+    raise ValueError(f"diffusion.{field}={per_image}: levels must be in [0, 1]")
   return jnp.broadcast_to(jnp.asarray(per_image, jnp.float32), (batch_size, len(names)))
 
 
