@@ -1,0 +1,289 @@
+"""Networks: shapes and dtypes, the garment-pose mask, cross-attention reach, FiLM, pooling, counts."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import demo, sr1024, sr256
+from tryon_jax.models import build_model, count_params, layers
+from tryon_jax.models.pose import AttentionPool1D
+
+B, K = 2, 18
+
+
+def tiny_parallel(variant="parallel", resolution=16, attention=(False, True), **overrides):
+  c = demo.get_config(variant).model
+  c.resolution = resolution
+  c.channels = (16, 32)
+  c.person_blocks = (1, 1)
+  c.garment_blocks = (1, 1)
+  c.garment_decoder_levels = 1
+  c.attention = attention
+  c.head_dim = 8
+  c.pose_embed_dim = 16
+  c.cond_dim = 32
+  c.pool_heads = 2
+  c.update(overrides)
+  return c
+
+
+def tiny_efficient(**overrides):
+  c = sr1024.get_config().model
+  c.channels = (8, 16)
+  c.blocks = (1, 2)
+  c.cond_dim = 16
+  c.update(overrides)
+  return c
+
+
+def make_cond(cfg, resolution, seed=0):
+  ks = jax.random.split(jax.random.key(seed), 6)
+  cond = dict(
+      agnostic=jax.random.normal(ks[0], (B, resolution, resolution, 3)),
+      garment=jax.random.normal(ks[1], (B, resolution, resolution, 3)),
+      person_pose=jax.random.uniform(ks[2], (B, K, 2)),
+      person_pose_mask=jnp.ones((B, K)),
+      garment_pose=jax.random.uniform(ks[3], (B, K, 2)),
+      garment_pose_mask=jnp.ones((B, K)),
+      noise_aug_levels=jax.random.uniform(ks[4], (B, len(cfg.cond_images))),
+      lowres=jax.random.normal(ks[5], (B, resolution, resolution, 3)))
+  return cond
+
+
+def randomized(model, seed=1, scale=0.2):
+  """The model with every parameter redrawn at random: zero-initialized output layers would
+  otherwise make every output and gradient identically zero."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  leaves = [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+  return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves), rest)
+
+
+def build(cfg, seed=0):
+  with nnx.use_eager_sharding(False):
+    return build_model(cfg, nnx.Rngs(seed))
+
+
+@nnx.jit
+def apply(model, x, t, cond):
+  return model(x, t, cond)
+
+
+@pytest.fixture(scope="module")
+def parallel_model():
+  cfg = tiny_parallel()
+  return cfg, randomized(build(cfg))
+
+
+def test_parallel_unet_shapes_and_dtype(parallel_model):
+  cfg, model = parallel_model
+  x = jnp.ones((B, 16, 16, 3))
+  out = apply(model, x, jnp.full((B,), 0.5), make_cond(cfg, 16))
+  assert out.shape == (B, 16, 16, 3) and out.dtype == jnp.float32
+  assert np.isfinite(np.asarray(out)).all() and float(jnp.std(out)) > 0
+
+
+@pytest.mark.parametrize("cfg", [
+    tiny_parallel("concat"),
+    tiny_parallel(concat_lowres=True, cond_images=("agnostic", "garment", "lowres")),
+], ids=["concat", "sr256_like"])
+def test_variants_shapes(cfg):
+  model = build(cfg)
+  out = apply(model, jnp.ones((B, 16, 16, 3)), jnp.full((B,), 0.5), make_cond(cfg, 16))
+  assert out.shape == (B, 16, 16, 3) and out.dtype == jnp.float32
+
+
+def test_sr256_paper_config_takes_lowres_and_three_levels():
+  cfg = sr256.get_config().model
+  assert cfg.concat_lowres and tuple(cfg.cond_images) == ("agnostic", "garment", "lowres")
+
+
+def test_bf16_compute_keeps_float32_params_and_matches_float32(parallel_model):
+  cfg, model32 = parallel_model
+  cfg16 = tiny_parallel(dtype="bfloat16")
+  model16 = build(cfg16)
+  nnx.update(model16, nnx.state(model32, nnx.Param))
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model16, nnx.Param)))
+  cond, x, t = make_cond(cfg, 16), jax.random.normal(jax.random.key(3), (B, 16, 16, 3)), jnp.full((B,), 0.3)
+  out32 = np.asarray(apply(model32, x, t, cond))
+  out16 = np.asarray(apply(model16, x, t, cond))
+  assert out16.dtype == np.float32
+  rel = np.linalg.norm(out16 - out32) / np.linalg.norm(out32)
+  assert 0 < rel < 0.05, rel  # bf16 differs (so it ran in bf16) but only by rounding
+
+
+def test_remat_gives_same_values_and_gradients(parallel_model):
+  cfg, model = parallel_model
+  model_remat = build(tiny_parallel(remat=True))
+  nnx.update(model_remat, nnx.state(model, nnx.Param))
+  cond, x, t = make_cond(cfg, 16), jnp.ones((B, 16, 16, 3)), jnp.full((B,), 0.5)
+
+  @nnx.jit
+  def grads(m):
+    return nnx.grad(lambda m: jnp.sum(m(x, t, cond) ** 2))(m)
+
+  g1, g2 = grads(model), grads(model_remat)
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_garment_pose_mask_removes_garment_pose_influence(parallel_model):
+  cfg, model = parallel_model
+  cond = make_cond(cfg, 16)
+  x, t = jnp.ones((B, 16, 16, 3)), jnp.full((B,), 0.5)
+  other_pose = jax.random.uniform(jax.random.key(9), (B, K, 2))
+  absent = dict(cond, garment_pose_mask=jnp.zeros((B, K)))
+  out_a = apply(model, x, t, absent)
+  out_b = apply(model, x, t, dict(absent, garment_pose=other_pose))
+  np.testing.assert_array_equal(np.asarray(out_a), np.asarray(out_b))
+  # With the mask on, the same change of garment pose does change the output.
+  out_c = apply(model, x, t, cond)
+  out_d = apply(model, x, t, dict(cond, garment_pose=other_pose))
+  assert float(jnp.max(jnp.abs(out_c - out_d))) > 1e-4
+
+
+def _garment_gradient(model, cfg, resolution):
+  """|d output[0, 0, 0] / d garment[0]|, max over colour channels: [resolution, resolution]."""
+  cond = make_cond(cfg, resolution)
+  x, t = jnp.ones((B, resolution, resolution, 3)), jnp.full((B,), 0.5)
+
+  def corner_output(garment):
+    return jnp.sum(model(x, t, dict(cond, garment=garment))[0, 0, 0, :])
+
+  g = jax.jit(jax.grad(corner_output))(cond["garment"])
+  return np.abs(np.asarray(g[0])).max(axis=-1)
+
+
+def test_cross_attention_reaches_far_garment_pixels_concatenation_does_not():
+  # Attention only where the variants differ: the concat model has no attention at all here, so
+  # its reach is its convolutional receptive field; the parallel model adds cross-attention only
+  # (its garment UNet is convolutional too). GroupNorm statistics span the whole image, so a far
+  # pixel's gradient is never exactly zero; compare far-to-near influence instead.
+  res, far, near = 32, (31, 31), (1, 1)
+  par_cfg = tiny_parallel(resolution=res)
+  par = randomized(build(par_cfg))
+  cat_cfg = tiny_parallel("concat", resolution=res, attention=(False, False))
+  cat = randomized(build(cat_cfg))
+  par_grad = _garment_gradient(par, par_cfg, res)
+  cat_grad = _garment_gradient(cat, cat_cfg, res)
+  par_ratio = par_grad[far] / par_grad[near]
+  cat_ratio = cat_grad[far] / cat_grad[near]
+  assert par_ratio > 0.1, par_ratio  # measured ~1: the far pixel matters as much as a near one
+  assert cat_ratio < 0.01, cat_ratio  # measured ~1e-3: only via normalization statistics
+
+
+def test_film_is_full_per_channel_scale_and_shift():
+  with nnx.use_eager_sharding(False):
+    film = layers.FiLM(6, 5, rngs=nnx.Rngs(0), dtype=jnp.float32)
+  film.proj.kernel[...] = jax.random.normal(jax.random.key(0), (6, 10))
+  film.proj.bias[...] = jax.random.normal(jax.random.key(1), (10,))
+  h = jax.random.normal(jax.random.key(2), (2, 3, 3, 5))
+  cond = jax.random.normal(jax.random.key(3), (2, 6))
+  ss = jax.nn.swish(cond) @ film.proj.kernel[...] + film.proj.bias[...]
+  scale, shift = ss[:, :5], ss[:, 5:]
+  assert len(np.unique(np.round(np.asarray(scale[0]), 5))) == 5  # 5 distinct per-channel scales
+  want = h * (1 + scale[:, None, None, :]) + shift[:, None, None, :]
+  np.testing.assert_allclose(np.asarray(film(h, cond)), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_pool_shape_and_masked_tokens_are_ignored():
+  with nnx.use_eager_sharding(False):
+    pool = AttentionPool1D(5, 8, 12, 2, rngs=nnx.Rngs(0), dtype=jnp.float32)
+  tokens = jax.random.normal(jax.random.key(0), (3, 5, 8))
+  mask = jnp.array([[1, 1, 0, 0, 1]] * 3, jnp.float32)
+  out = pool(tokens, mask)
+  assert out.shape == (3, 12)
+  changed = tokens.at[:, 2:4].set(100.0)  # only masked tokens change
+  np.testing.assert_allclose(np.asarray(pool(changed, mask)), np.asarray(out), rtol=1e-5, atol=1e-6)
+  assert float(jnp.max(jnp.abs(pool(changed, jnp.ones_like(mask)) - out))) > 1e-3
+
+
+def test_efficient_unet_is_fully_convolutional():
+  cfg = tiny_efficient()
+  model = randomized(build(cfg))
+  for size in (16, 24):
+    cond = {"lowres": jnp.ones((1, size, size, 3)), "noise_aug_levels": jnp.zeros((1, 1))}
+    out = apply(model, jnp.ones((1, size, size, 3)), jnp.full((1,), 0.5), cond)
+    assert out.shape == (1, size, size, 3) and out.dtype == jnp.float32
+  with pytest.raises(ValueError, match="not divisible by 4"):
+    model(jnp.ones((1, 18, 18, 3)), jnp.full((1,), 0.5),
+          {"lowres": jnp.ones((1, 18, 18, 3)), "noise_aug_levels": jnp.zeros((1, 1))})
+
+
+def test_resblock_parameter_count_matches_formula():
+  c, d = 8, 16
+  cfg = tiny_efficient(channels=(c,), blocks=(1,), cond_dim=d)
+  counts = count_params(cfg)
+  res = counts["encoder"]  # one ResBlock(c -> c): norm1, conv1, norm2, FiLM, conv2, 1x1 skip
+  want = (2 * c) + (9 * c * c + c) + (2 * c) + (d * 2 * c + 2 * c) + (9 * c * c + c) + (c * c + c)
+  assert res == want
+  assert counts["params"] == sum(v for k, v in counts.items() if k != "params")
+
+
+def test_bad_configs_name_the_field():
+  with pytest.raises(ValueError, match="model.person_blocks"):
+    build(tiny_parallel(person_blocks=(1,)))
+  with pytest.raises(ValueError, match="garment_blocks"):
+    build(tiny_parallel(garment_blocks=(1, 2)))
+  with pytest.raises(ValueError, match="model.variant"):
+    build(tiny_parallel(variant="warp"))
+
+
+SHARDED_INIT = r"""
+import os
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+import jax
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+import sys
+sys.path.insert(0, "tests")
+from test_models import tiny_parallel
+from tryon_jax.models import build_model
+from tryon_jax.parallel import sharding
+
+mesh = sharding.make_mesh((2, 2, 2))
+cfg = tiny_parallel()
+init = lambda: build_model(cfg, nnx.Rngs(0))
+with sharding.rules_context():
+  graphdef, abstract = nnx.get_abstract_model(init, mesh)
+shardings = sharding.state_shardings(abstract, mesh)
+with sharding.mesh_context(mesh):
+  state = jax.jit(lambda: nnx.state(init()), out_shardings=shardings)()
+model = nnx.merge(graphdef, state)
+blk = model.person_unet.encoder[1][0]
+got = {
+  "res_conv": blk.res.conv1.kernel.get_value().sharding.spec,
+  "conv_in": model.garment_unet.conv_in.kernel.get_value().sharding.spec,
+  "qkv": blk.self_attn.qkv.kernel.get_value().sharding.spec,
+  "attn_out": blk.self_attn.out.kernel.get_value().sharding.spec,
+  "film": blk.res.film.proj.kernel.get_value().sharding.spec,
+  "norm": blk.res.norm1.norm.scale.get_value().sharding.spec,
+}
+want = {
+  "res_conv": P(None, None, "fsdp", "tensor"),   # [kh, kw, conv_in, conv_out]
+  "conv_in": P(None, None, None, "tensor"),       # 3 input channels: fsdp (2) does not divide
+  "qkv": P("fsdp", "tensor"),                     # [embed, heads]
+  "attn_out": P("tensor", "fsdp"),                # [heads, embed]
+  "film": P("fsdp", "tensor"),                    # [embed, mlp]
+  "norm": P(None),
+}
+assert got == want, (got, want)
+assert len(blk.res.conv1.kernel.get_value().addressable_shards) == 8
+print("SHARDED_INIT_OK")
+"""
+
+
+def test_sharded_init_on_fake_8_device_mesh_follows_annotations(tmp_path):
+  import os
+  import subprocess
+  import sys
+  script = tmp_path / "sharded_init.py"
+  script.write_text(SHARDED_INIT)
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["PYTHONPATH"] = os.getcwd()
+  proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                        cwd=os.getcwd(), timeout=600)
+  assert "SHARDED_INIT_OK" in proc.stdout, proc.stderr[-3000:]

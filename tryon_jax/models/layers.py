@@ -1,0 +1,237 @@
+"""Building blocks shared by the Parallel-UNet and the Efficient-UNet.
+
+Every parameter carries logical axis names (resolved to mesh axes in tryon_jax/parallel/sharding.py).
+Layers compute in ``dtype`` (bfloat16 for mixed precision) and keep float32 parameters; group norms
+and softmax statistics run in float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tryon_jax.parallel.sharding import constrain
+
+_wp = nnx.with_partitioning
+_zeros = nnx.initializers.zeros_init()
+_ones = nnx.initializers.ones_init()
+_fan_in = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+_fan_avg = nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def dtype_from_name(name: str) -> jnp.dtype:
+  if name not in DTYPES:
+    raise ValueError(f"model.dtype={name!r}: expected one of {sorted(DTYPES)}")
+  return DTYPES[name]
+
+
+def num_groups(channels: int) -> int:
+  """GroupNorm groups as the paper sets them: min(32, C // 4)."""
+  return max(1, min(32, channels // 4))
+
+
+def conv(in_ch: int, out_ch: int, kernel: int, *, rngs: nnx.Rngs, dtype, stride: int = 1,
+         zero_init: bool = False) -> nnx.Conv:
+  """A 'SAME' 2D convolution with logically partitioned kernel [kh, kw, in, out]."""
+  return nnx.Conv(
+      in_ch, out_ch, (kernel, kernel), strides=(stride, stride), padding="SAME",
+      dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+      kernel_init=_wp(_zeros if zero_init else _fan_avg, ("kh", "kw", "conv_in", "conv_out")),
+      bias_init=_wp(_zeros, ("conv_out",)))
+
+
+def linear(in_dim: int, out_dim: int, axes: tuple[str, str], *, rngs: nnx.Rngs, dtype,
+           use_bias: bool = True, zero_init: bool = False) -> nnx.Linear:
+  """A dense layer with logically partitioned kernel [in, out] (axes name both dims)."""
+  return nnx.Linear(
+      in_dim, out_dim, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+      kernel_init=_wp(_zeros if zero_init else _fan_in, axes),
+      bias_init=_wp(_zeros, (axes[1],)))
+
+
+class GroupNorm(nnx.Module):
+  """GroupNorm with min(32, C//4) groups, statistics in float32, output cast back to input dtype."""
+
+  def __init__(self, channels: int, *, rngs: nnx.Rngs):
+    self.norm = nnx.GroupNorm(
+        channels, num_groups=num_groups(channels), epsilon=1e-5, dtype=jnp.float32,
+        param_dtype=jnp.float32, rngs=rngs,
+        scale_init=_wp(_ones, ("norm",)), bias_init=_wp(_zeros, ("norm",)))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x: [B, ..., C] -> same shape and dtype."""
+    return self.norm(x.astype(jnp.float32)).astype(x.dtype)
+
+
+class FiLM(nnx.Module):
+  """Feature-wise linear modulation with a full per-channel scale and shift.
+
+  ``h * (1 + scale) + shift`` with (scale, shift) = Linear(swish(cond)); zero-initialized so a new
+  block starts as the identity modulation.
+  """
+
+  def __init__(self, cond_dim: int, channels: int, *, rngs: nnx.Rngs, dtype):
+    self.proj = linear(cond_dim, 2 * channels, ("embed", "mlp"), rngs=rngs, dtype=dtype,
+                       zero_init=True)
+
+  def __call__(self, h: jax.Array, cond: jax.Array) -> jax.Array:
+    """h: [B, H, W, C]; cond: [B, D] -> [B, H, W, C]."""
+    scale, shift = jnp.split(self.proj(nnx.swish(cond)), 2, axis=-1)
+    return h * (1 + scale[:, None, None, :]) + shift[:, None, None, :]
+
+
+class ResBlock(nnx.Module):
+  """GN -> swish -> conv -> GN -> FiLM -> swish -> conv, plus a 1x1 conv on the skip path.
+
+  FiLM sits after the second GroupNorm (the scale-shift-norm placement of Imagen / DDPM++).
+  """
+
+  def __init__(self, in_ch: int, out_ch: int, cond_dim: int, *, rngs: nnx.Rngs, dtype):
+    self.norm1 = GroupNorm(in_ch, rngs=rngs)
+    self.conv1 = conv(in_ch, out_ch, 3, rngs=rngs, dtype=dtype)
+    self.norm2 = GroupNorm(out_ch, rngs=rngs)
+    self.film = FiLM(cond_dim, out_ch, rngs=rngs, dtype=dtype)
+    self.conv2 = conv(out_ch, out_ch, 3, rngs=rngs, dtype=dtype, zero_init=True)
+    self.skip = conv(in_ch, out_ch, 1, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array, cond: jax.Array) -> jax.Array:
+    """x: [B, H, W, Cin]; cond: [B, D] -> [B, H, W, Cout]."""
+    h = self.conv1(nnx.swish(self.norm1(x)))
+    h = self.film(self.norm2(h), cond)
+    h = self.conv2(nnx.swish(h))
+    return constrain(self.skip(x) + h, ("batch", "height", "width", "channels"))
+
+
+class Downsample(nnx.Module):
+  """Stride-2 3x3 convolution."""
+
+  def __init__(self, in_ch: int, out_ch: int, *, rngs: nnx.Rngs, dtype):
+    self.conv = conv(in_ch, out_ch, 3, stride=2, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x: [B, H, W, Cin] -> [B, H/2, W/2, Cout]."""
+    return self.conv(x)
+
+
+class Upsample(nnx.Module):
+  """Nearest-neighbour x2 upsampling followed by a 3x3 convolution."""
+
+  def __init__(self, in_ch: int, out_ch: int, *, rngs: nnx.Rngs, dtype):
+    self.conv = conv(in_ch, out_ch, 3, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x: [B, H, W, Cin] -> [B, 2H, 2W, Cout]."""
+    x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+    return self.conv(x)
+
+
+def multi_head_attention(q: jax.Array, k: jax.Array, v: jax.Array, num_heads: int,
+                         kv_mask: jax.Array | None = None) -> jax.Array:
+  """Scaled dot-product attention over tokens.
+
+  q: [B, T, C]; k, v: [B, S, C]; kv_mask: [B, S] (1 = attend) or None -> [B, T, C].
+  Uses jax.nn.dot_product_attention (cuDNN flash attention on GPU where it applies).
+  """
+  b, t, c = q.shape
+  s = k.shape[1]
+  head_dim = c // num_heads
+  q = q.reshape(b, t, num_heads, head_dim)
+  k = k.reshape(b, s, num_heads, head_dim)
+  v = v.reshape(b, s, num_heads, head_dim)
+  mask = None
+  if kv_mask is not None:
+    mask = (kv_mask > 0)[:, None, None, :]  # [B, 1, 1, S] broadcast over heads and queries
+  out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+  return out.reshape(b, t, c)
+
+
+class SelfAttention(nnx.Module):
+  """Spatial multi-head self-attention whose keys/values also include pose tokens.
+
+  The paper fuses the pose embeddings into the person UNet by concatenating them to the key-value
+  pairs of each self-attention layer: K, V = [W x ; W' pose], the pose tokens masked where absent.
+  """
+
+  def __init__(self, channels: int, head_dim: int, pose_dim: int | None, *, rngs: nnx.Rngs, dtype):
+    if channels % head_dim:
+      raise ValueError(f"model.head_dim={head_dim} does not divide {channels} channels")
+    self.num_heads = channels // head_dim
+    self.norm = GroupNorm(channels, rngs=rngs)
+    self.qkv = linear(channels, 3 * channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
+    self.pose_kv = (linear(pose_dim, 2 * channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
+                    if pose_dim else None)
+    self.out = linear(channels, channels, ("heads", "embed"), rngs=rngs, dtype=dtype,
+                      zero_init=True)
+
+  def __call__(self, x: jax.Array, pose_tokens: jax.Array | None = None,
+               pose_mask: jax.Array | None = None) -> jax.Array:
+    """x: [B, H, W, C]; pose_tokens: [B, P, Dp]; pose_mask: [B, P] -> [B, H, W, C]."""
+    b, h, w, c = x.shape
+    tokens = self.norm(x).reshape(b, h * w, c)
+    q, k, v = jnp.split(self.qkv(tokens), 3, axis=-1)
+    mask = None
+    if self.pose_kv is not None and pose_tokens is not None:
+      pk, pv = jnp.split(self.pose_kv(pose_tokens.astype(tokens.dtype)), 2, axis=-1)
+      k = jnp.concatenate([k, pk], axis=1)
+      v = jnp.concatenate([v, pv], axis=1)
+      mask = jnp.concatenate([jnp.ones((b, h * w), pose_mask.dtype), pose_mask], axis=1)
+    out = multi_head_attention(q, k, v, self.num_heads, mask)
+    return x + self.out(out).reshape(b, h, w, c)
+
+
+class CrossAttention(nnx.Module):
+  """Spatial multi-head cross-attention: Q from person tokens, K/V from garment tokens.
+
+  This is the paper's implicit warp: every person location can read any garment location.
+  """
+
+  def __init__(self, channels: int, context_channels: int, head_dim: int, *, rngs: nnx.Rngs,
+               dtype):
+    if channels % head_dim:
+      raise ValueError(f"model.head_dim={head_dim} does not divide {channels} channels")
+    self.num_heads = channels // head_dim
+    self.norm = GroupNorm(channels, rngs=rngs)
+    self.context_norm = GroupNorm(context_channels, rngs=rngs)
+    self.q = linear(channels, channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
+    self.kv = linear(context_channels, 2 * channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
+    self.out = linear(channels, channels, ("heads", "embed"), rngs=rngs, dtype=dtype,
+                      zero_init=True)
+
+  def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
+    """x: [B, H, W, C] person features; context: [B, H', W', C'] garment features -> [B, H, W, C]."""
+    b, h, w, c = x.shape
+    q = self.q(self.norm(x).reshape(b, h * w, c))
+    ctx = self.context_norm(context)
+    ctx = ctx.reshape(b, -1, ctx.shape[-1])
+    k, v = jnp.split(self.kv(ctx), 2, axis=-1)
+    out = multi_head_attention(q, k, v, self.num_heads)
+    return x + self.out(out).reshape(b, h, w, c)
+
+
+def sinusoidal_embedding(x: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
+  """Transformer positional encoding of scalars. x: [B] (e.g. 1000 * t) -> [B, dim] float32."""
+  half = dim // 2
+  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+  args = x.astype(jnp.float32)[:, None] * freqs[None, :]
+  return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+class ScalarEmbedding(nnx.Module):
+  """Sinusoidal encoding of a level in [0, 1] (diffusion time or a noise-augmentation level),
+  followed by a two-layer MLP."""
+
+  def __init__(self, cond_dim: int, *, rngs: nnx.Rngs, dtype, scale: float = 1000.0):
+    self.scale = scale
+    self.fc1 = linear(cond_dim, cond_dim, ("embed", "mlp"), rngs=rngs, dtype=dtype)
+    self.fc2 = linear(cond_dim, cond_dim, ("mlp", "embed"), rngs=rngs, dtype=dtype)
+    self.dim = cond_dim
+
+  def __call__(self, level: jax.Array) -> jax.Array:
+    """level: [B] in [0, 1] -> [B, cond_dim]."""
+    emb = sinusoidal_embedding(level * self.scale, self.dim)
+    return self.fc2(nnx.swish(self.fc1(emb)))

@@ -1,0 +1,231 @@
+"""Parallel-UNet: a person UNet and a garment UNet joined by spatial cross-attention.
+
+    eps = ParallelUNet(z_t, t, cond)
+
+* Person UNet input: concat(z_t, I_a [, I_tr128 upsampled (256 stage)]).
+* Garment UNet input: I_c. It runs encoder levels down to the lowest resolution and decoder levels
+  back up to the highest attention resolution only (the paper's garment UNet stops after its 32x32
+  decoder level). Its block outputs at the attention levels are the keys/values of the matching
+  person block's cross-attention: person encoder block (l, b) reads garment encoder block (l, b),
+  person decoder block (l, b) reads garment decoder block (l, b).
+* Pose: J_p and J_g -> per-keypoint embeddings (linear layers), concatenated to the keys/values of
+  every person self-attention, and, attention-pooled over keypoints, summed with the encodings of
+  t and of each noise-augmentation level into the vector that drives FiLM in every block of both
+  UNets.
+* ``variant="concat"`` is the paper's ablation: no garment UNet, no cross-attention, I_c
+  concatenated to z_t on channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from tryon_jax.models import layers
+from tryon_jax.models.pose import AttentionPool1D, PoseEncoder
+
+VARIANTS = ("parallel", "concat")
+
+
+class Block(nnx.Module):
+  """FiLM-ResBlock, then (at attention levels) pose-augmented self-attention and cross-attention."""
+
+  def __init__(self, in_ch: int, out_ch: int, cfg: ml_collections.ConfigDict, *, self_attention: bool,
+               cross_attention: bool, rngs: nnx.Rngs, dtype):
+    self.res = layers.ResBlock(in_ch, out_ch, cfg.cond_dim, rngs=rngs, dtype=dtype)
+    self.self_attn = (layers.SelfAttention(out_ch, cfg.head_dim, cfg.pose_embed_dim, rngs=rngs,
+                                           dtype=dtype) if self_attention else None)
+    self.cross_attn = (layers.CrossAttention(out_ch, out_ch, cfg.head_dim, rngs=rngs, dtype=dtype)
+                       if cross_attention else None)
+
+  def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None):
+    """x: [B, H, W, Cin]; cond: [B, D]; pose_tokens: [B, P, Dp]; context: [B, H, W, Cout]."""
+    h = self.res(x, cond)
+    if self.self_attn is not None:
+      h = self.self_attn(h, pose_tokens, pose_mask)
+    if self.cross_attn is not None:
+      h = self.cross_attn(h, context)
+    return h
+
+
+def _call(block: Block, remat: bool, *args):
+  """Applies a block, rematerialized in the backward pass when ``remat`` is set."""
+  if remat:
+    return nnx.remat(lambda blk, *a: blk(*a))(block, *args)
+  return block(*args)
+
+
+class _UNetTrunk(nnx.Module):
+  """Encoder levels (all) and decoder levels (the lowest ``decoder_levels``) of one UNet.
+
+  Level l has ``blocks[l]`` blocks at ``channels[l]``; each encoder block's output is the skip of
+  the mirrored decoder block. Attention flags choose which levels get self/cross-attention.
+  """
+
+  def __init__(self, in_ch: int, cfg: ml_collections.ConfigDict, *, blocks: Sequence[int],
+               decoder_levels: int, self_attention: Sequence[bool],
+               cross_attention: Sequence[bool], rngs: nnx.Rngs, dtype):
+    ch = tuple(cfg.channels)
+    n = len(ch)
+    self.remat = bool(cfg.remat)
+    self.decoder_levels = decoder_levels
+    self.conv_in = layers.conv(in_ch, ch[0], 3, rngs=rngs, dtype=dtype)
+    enc, downs = [], []
+    prev = ch[0]
+    for l in range(n):
+      level = []
+      for b in range(blocks[l]):
+        level.append(Block(prev if b == 0 else ch[l], ch[l], cfg, self_attention=self_attention[l],
+                           cross_attention=cross_attention[l], rngs=rngs, dtype=dtype))
+      prev = ch[l] if blocks[l] else prev
+      enc.append(nnx.List(level))
+      if l < n - 1:
+        downs.append(layers.Downsample(prev, prev, rngs=rngs, dtype=dtype))
+    self.encoder = nnx.List(enc)
+    self.downs = nnx.List(downs)
+    dec, ups = [], []
+    for l in reversed(range(n - decoder_levels, n)):
+      if l < n - 1:
+        ups.append(layers.Upsample(prev, ch[l], rngs=rngs, dtype=dtype))
+        prev = ch[l]
+      level = []
+      for b in range(blocks[l]):
+        level.append(Block(prev + ch[l], ch[l], cfg, self_attention=self_attention[l],
+                           cross_attention=cross_attention[l], rngs=rngs, dtype=dtype))
+        prev = ch[l]
+      dec.append(nnx.List(level))
+    self.decoder = nnx.List(dec)  # lowest level first
+    self.ups = nnx.List(ups)
+    self.out_channels = prev
+
+  def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None):
+    """Runs the trunk.
+
+    x: [B, R, R, Cin]; cond: [B, D]; context: dict {("enc"|"dec", level, block): features} read by
+    cross-attention blocks. Returns the final features and a dict of the per-block outputs at
+    every level (the garment UNet's outputs feed the person UNet's cross-attention).
+    """
+    n = len(self.encoder)
+    feats = {}
+    h = self.conv_in(x)
+    skips = []
+    for l in range(n):
+      for b, block in enumerate(self.encoder[l]):
+        ctx = context.get(("enc", l, b)) if context else None
+        h = _call(block, self.remat, h, cond, pose_tokens, pose_mask, ctx)
+        feats[("enc", l, b)] = h
+        skips.append(h)
+      if l < n - 1:
+        h = self.downs[l](h)
+    for i, l in enumerate(reversed(range(n - self.decoder_levels, n))):
+      if l < n - 1:
+        h = self.ups[i - 1](h)  # the lowest decoder level (i = 0) has no upsampling
+      for b, block in enumerate(self.decoder[i]):
+        ctx = context.get(("dec", l, b)) if context else None
+        h = _call(block, self.remat, jnp.concatenate([h, skips.pop()], axis=-1), cond,
+                  pose_tokens, pose_mask, ctx)
+        feats[("dec", l, b)] = h
+    return h, feats
+
+
+def validate_config(cfg: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field when the model config is inconsistent."""
+  n = len(cfg.channels)
+  for name in ("person_blocks", "garment_blocks", "attention"):
+    if len(cfg[name]) != n:
+      raise ValueError(f"model.{name} has {len(cfg[name])} entries, model.channels has {n}")
+  if cfg.variant not in VARIANTS:
+    raise ValueError(f"model.variant={cfg.variant!r}: expected one of {VARIANTS}")
+  if cfg.resolution % (2 ** (n - 1)):
+    raise ValueError(f"model.resolution={cfg.resolution} is not divisible by 2^{n - 1}")
+  if cfg.variant == "parallel":
+    if not 1 <= cfg.garment_decoder_levels <= n:
+      raise ValueError(f"model.garment_decoder_levels={cfg.garment_decoder_levels} not in [1, {n}]")
+    for l, attn in enumerate(cfg.attention):
+      if not attn:
+        continue
+      if cfg.garment_blocks[l] != cfg.person_blocks[l]:
+        raise ValueError(f"model.garment_blocks[{l}]={cfg.garment_blocks[l]} must equal "
+                         f"person_blocks[{l}]={cfg.person_blocks[l]}: each person block at an "
+                         "attention level cross-attends to its garment twin")
+      if l < n - cfg.garment_decoder_levels:
+        raise ValueError(f"attention at level {l} needs garment decoder level {l}: raise "
+                         "model.garment_decoder_levels")
+
+
+class ParallelUNet(nnx.Module):
+  """The try-on denoiser of the 128 and 256 stages (see module docstring)."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+    validate_config(cfg)
+    dtype = layers.dtype_from_name(cfg.dtype)
+    self.dtype = dtype
+    self.variant = cfg.variant
+    self.cond_images = tuple(cfg.cond_images)
+    self.concat_lowres = bool(cfg.concat_lowres)
+    n = len(cfg.channels)
+    attention = tuple(bool(a) for a in cfg.attention)
+    parallel = cfg.variant == "parallel"
+
+    # Conditioning vector: t, one encoding per noise-augmentation level, pooled person and garment
+    # pose, summed.
+    self.time_embedding = layers.ScalarEmbedding(cfg.cond_dim, rngs=rngs, dtype=dtype)
+    self.noise_aug_embeddings = nnx.List([
+        layers.ScalarEmbedding(cfg.cond_dim, rngs=rngs, dtype=dtype) for _ in self.cond_images])
+    self.person_pose = PoseEncoder(cfg.num_keypoints, cfg.pose_embed_dim, rngs=rngs, dtype=dtype)
+    self.garment_pose = PoseEncoder(cfg.num_keypoints, cfg.pose_embed_dim, rngs=rngs, dtype=dtype)
+    self.person_pose_pool = AttentionPool1D(cfg.num_keypoints + 1, cfg.pose_embed_dim,
+                                            cfg.cond_dim, cfg.pool_heads, rngs=rngs, dtype=dtype)
+    self.garment_pose_pool = AttentionPool1D(cfg.num_keypoints + 1, cfg.pose_embed_dim,
+                                             cfg.cond_dim, cfg.pool_heads, rngs=rngs, dtype=dtype)
+
+    person_in = 3 + 3 + (3 if self.concat_lowres else 0) + (0 if parallel else 3)
+    self.person_unet = _UNetTrunk(
+        person_in, cfg, blocks=cfg.person_blocks, decoder_levels=n, self_attention=attention,
+        cross_attention=attention if parallel else (False,) * n, rngs=rngs, dtype=dtype)
+    self.garment_unet = (_UNetTrunk(
+        3, cfg, blocks=cfg.garment_blocks, decoder_levels=cfg.garment_decoder_levels,
+        self_attention=(False,) * n, cross_attention=(False,) * n, rngs=rngs, dtype=dtype)
+        if parallel else None)
+    self.out_norm = layers.GroupNorm(cfg.channels[0], rngs=rngs)
+    self.conv_out = layers.conv(cfg.channels[0], 3, 3, rngs=rngs, dtype=jnp.float32,
+                                zero_init=True)
+
+  def conditioning(self, t: jax.Array, cond: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns the FiLM vector [B, D] and the pose tokens [B, 2K + 2, Dp] with their mask."""
+    emb = self.time_embedding(t)
+    levels = cond["noise_aug_levels"]
+    if levels.shape[-1] != len(self.noise_aug_embeddings):
+      raise ValueError(f"cond['noise_aug_levels'] has {levels.shape[-1]} columns, "
+                       f"model.cond_images names {len(self.noise_aug_embeddings)}")
+    for i, embed in enumerate(self.noise_aug_embeddings):
+      emb = emb + embed(levels[:, i])
+    p_tokens, p_mask = self.person_pose(cond["person_pose"], cond["person_pose_mask"])
+    g_tokens, g_mask = self.garment_pose(cond["garment_pose"], cond["garment_pose_mask"])
+    emb = emb + self.person_pose_pool(p_tokens, p_mask) + self.garment_pose_pool(g_tokens, g_mask)
+    tokens = jnp.concatenate([p_tokens, g_tokens], axis=1)
+    mask = jnp.concatenate([p_mask, g_mask], axis=1)
+    return emb, tokens, mask
+
+  def __call__(self, x_t: jax.Array, t: jax.Array, cond: dict) -> jax.Array:
+    """x_t: [B, R, R, 3] noisy image; t: [B] diffusion time in [0, 1]; cond: see
+    docs/ARCHITECTURE.md (agnostic, garment, poses, masks, noise_aug_levels[, lowres]).
+    Returns the prediction [B, R, R, 3] in float32."""
+    dtype = self.dtype
+    emb, pose_tokens, pose_mask = self.conditioning(t, cond)
+    person_in = [x_t, cond["agnostic"]]
+    if self.concat_lowres:
+      person_in.append(cond["lowres"])
+    context = None
+    if self.garment_unet is not None:
+      _, context = self.garment_unet(cond["garment"].astype(dtype), emb)
+    else:
+      person_in.append(cond["garment"])
+    h, _ = self.person_unet(jnp.concatenate(person_in, axis=-1).astype(dtype), emb,
+                            pose_tokens, pose_mask, context)
+    out = self.conv_out(nnx.swish(self.out_norm(h)).astype(jnp.float32))
+    return out.astype(jnp.float32)

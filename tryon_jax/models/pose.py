@@ -1,0 +1,74 @@
+"""Pose conditioning: keypoints -> per-keypoint embeddings, and CLIP-style 1D attention pooling.
+
+A pose set is J in [0, 1]^{K x 2} with a visibility mask. Its tokens are a learned null token
+followed by one embedding per keypoint. The null token is always visible, so a pose that is absent
+altogether (a lay-flat garment, or a dropped condition for guidance) yields only the null token:
+attention never sees a fake pose and never has an empty key set.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tryon_jax.models.layers import linear, multi_head_attention
+
+_wp = nnx.with_partitioning
+_embed_init = nnx.initializers.normal(0.02)
+
+
+class PoseEncoder(nnx.Module):
+  """Linear layers mapping each keypoint's (x, y) to an embedding, plus a keypoint-identity
+  embedding (the linear map alone could not tell a wrist from an ankle at the same place)."""
+
+  def __init__(self, num_keypoints: int, dim: int, *, rngs: nnx.Rngs, dtype):
+    self.fc1 = linear(2, dim, ("coords", "embed"), rngs=rngs, dtype=dtype)
+    self.fc2 = linear(dim, dim, ("embed", "mlp"), rngs=rngs, dtype=dtype)
+    self.keypoint_embedding = nnx.Param(
+        _wp(_embed_init, ("keypoints", "embed"))(rngs.params(), (num_keypoints, dim), jnp.float32))
+    self.null_token = nnx.Param(_wp(_embed_init, ("embed",))(rngs.params(), (dim,), jnp.float32))
+
+  def __call__(self, keypoints: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """keypoints: [B, K, 2] in [0, 1]; mask: [B, K] in {0, 1}.
+
+    Returns tokens [B, K + 1, D] (null token first) and their mask [B, K + 1].
+    """
+    mask = mask.astype(jnp.float32)
+    coords = keypoints * mask[..., None]  # never read the coordinates of a missing keypoint
+    emb = self.fc2(nnx.swish(self.fc1(coords)))
+    emb = (emb + self.keypoint_embedding[...].astype(emb.dtype)) * mask[..., None].astype(emb.dtype)
+    b = keypoints.shape[0]
+    null = jnp.broadcast_to(self.null_token[...].astype(emb.dtype), (b, 1, emb.shape[-1]))
+    tokens = jnp.concatenate([null, emb], axis=1)
+    token_mask = jnp.concatenate([jnp.ones((b, 1), jnp.float32), mask], axis=1)
+    return tokens, token_mask
+
+
+class AttentionPool1D(nnx.Module):
+  """CLIP-style attention pooling over a token sequence.
+
+  The query is the (masked) mean token; keys/values are the mean and every token, each with a
+  learned positional embedding; the pooled vector is projected to ``out_dim``.
+  """
+
+  def __init__(self, num_tokens: int, dim: int, out_dim: int, num_heads: int, *,
+               rngs: nnx.Rngs, dtype):
+    if dim % num_heads:
+      raise ValueError(f"model.pool_heads={num_heads} does not divide pose_embed_dim={dim}")
+    self.num_heads = num_heads
+    self.positional_embedding = nnx.Param(
+        _wp(_embed_init, ("length", "embed"))(rngs.params(), (num_tokens + 1, dim), jnp.float32))
+    self.q = linear(dim, dim, ("embed", "heads"), rngs=rngs, dtype=dtype)
+    self.kv = linear(dim, 2 * dim, ("embed", "heads"), rngs=rngs, dtype=dtype)
+    self.out = linear(dim, out_dim, ("heads", "embed"), rngs=rngs, dtype=dtype)
+
+  def __call__(self, tokens: jax.Array, mask: jax.Array) -> jax.Array:
+    """tokens: [B, S, D]; mask: [B, S] (at least one entry 1 per row) -> [B, out_dim]."""
+    m = mask.astype(tokens.dtype)[..., None]
+    mean = jnp.sum(tokens * m, axis=1, keepdims=True) / jnp.maximum(jnp.sum(m, axis=1, keepdims=True), 1)
+    x = jnp.concatenate([mean, tokens], axis=1) + self.positional_embedding[...].astype(tokens.dtype)
+    full_mask = jnp.concatenate([jnp.ones_like(mask[:, :1]), mask], axis=1)
+    k, v = jnp.split(self.kv(x), 2, axis=-1)
+    pooled = multi_head_attention(self.q(x[:, :1]), k, v, self.num_heads, full_mask)
+    return self.out(pooled[:, 0])
