@@ -1,0 +1,81 @@
+"""Where the training records come from: ``config.data.path``, or the synthetic set for the demo.
+
+With ``data.path == ""`` and a ``data.synthetic_num`` field (configs/demo.py), the synthetic
+try-on set is generated into ``WORKDIR/data/`` on the first run and converted to records; later
+runs find the records and skip both. Generation happens in a temporary directory that is renamed
+into place only when complete, so an interrupted run never leaves half a data set behind.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+
+import jax
+import ml_collections
+from absl import logging
+
+
+def records_dir(workdir: str) -> str:
+  return os.path.join(workdir, "data", "records")
+
+
+def _records_glob(directory: str) -> str:
+  return os.path.join(directory, "*")
+
+
+def ensure_records(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Returns the records glob to train on; generates the synthetic set first if needed.
+
+  Sets ``config.data.path`` to the returned glob, so the saved config names the data it used.
+  """
+  if config.data.path:
+    if not glob.glob(config.data.path):
+      raise FileNotFoundError(f"config.data.path={config.data.path!r} matches no files")
+    return config.data.path
+  if config.data.get("synthetic_num") is None:
+    raise ValueError("config.data.path is empty: set --config.data.path=GLOB to the training "
+                     "records (only configs/demo.py generates a synthetic set)")
+  out = records_dir(workdir)
+  if not (os.path.isdir(out) and os.listdir(out)):
+    _generate_synthetic(config, workdir, out)
+  else:
+    logging.info("Synthetic records found in %s: skipping generation.", out)
+  config.data.path = _records_glob(out)
+  return config.data.path
+
+
+def _generate_synthetic(config: ml_collections.ConfigDict, workdir: str, out: str) -> None:
+  # Imported here: only the demo needs the converters.
+  from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
+  from data_pipelines import viton_hd  # pylint: disable=g-import-not-at-top
+
+  resolution = int(config.data.resolution)
+  parent = os.path.dirname(out)
+  os.makedirs(parent, exist_ok=True)
+  # A per-process temporary directory: hosts without a shared workdir each make their own copy
+  # (the set is deterministic in config.seed), hosts sharing one keep the first complete copy.
+  tmp = tempfile.mkdtemp(prefix=f".tmp-synthetic-p{jax.process_index()}-", dir=parent)
+  try:
+    logging.info("No data path given: generating %d synthetic pairs at %dpx into %s ...",
+                 config.data.synthetic_num, resolution, parent)
+    raw = os.path.join(tmp, "raw")
+    synthetic.generate(raw, num=int(config.data.synthetic_num), resolution=resolution,
+                       seed=int(config.seed))
+    tmp_records = os.path.join(tmp, "records")
+    viton_hd.convert(raw, "train", tmp_records, resolution=resolution)
+    if not os.listdir(tmp_records):
+      raise RuntimeError(f"converting the synthetic set wrote no records into {tmp_records}")
+    try:
+      os.rename(tmp_records, out)
+    except OSError:
+      if not (os.path.isdir(out) and os.listdir(out)):  # lost a race to another host: fine.
+        raise
+    raw_out = os.path.join(parent, "synthetic")
+    if not os.path.exists(raw_out):  # keep the generated photos next to the records, to look at.
+      os.rename(raw, raw_out)
+    logging.info("Synthetic records written to %s (source images in %s)", out, raw_out)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
