@@ -60,6 +60,8 @@ def train_config() -> mlc.ConfigDict:
   c.sample_num = 4  # examples (rows) per sample grid: person | garment | try-on.
   c.sample_steps = 32  # sampler steps of the periodic grids: a cheap preview, not the paper's 256.
   c.async_checkpointing = True  # write checkpoints in the background while training continues.
+  c.persistent_compilation_cache = True  # cache compiled programs in WORKDIR/xla_cache: restarts
+  # skip minutes of XLA compilation.
   return c
 
 

@@ -147,3 +147,17 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   if mesh is None or mesh.empty:
     return x
   return jax.lax.with_sharding_constraint(x, logical_to_spec(names, x.shape, mesh))
+
+
+def replicated_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+  """Sharding of values every device holds whole (scalars, metrics, small sample batches)."""
+  return NamedSharding(mesh, P())
+
+
+def host_local_to_global(local: Any, sharding: NamedSharding) -> Any:
+  """Per-host numpy arrays -> global jax.Arrays laid out by ``sharding`` (multi-host safe).
+
+  With ``batch_sharding`` each host passes its own slice of the global batch ([B / hosts, ...]);
+  with ``replicated_sharding`` every host passes the same whole array.
+  """
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)
