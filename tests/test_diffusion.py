@@ -314,5 +314,5 @@ def test_ema_update_on_pytrees_and_nnx_state():
     a = nnx.state(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), nnx.Param)
     b = nnx.state(nnx.Linear(2, 3, rngs=nnx.Rngs(1)), nnx.Param)
   mixed = ema.ema_update(a, b, 0.75)
-  np.testing.assert_allclose(mixed["kernel"][...], 0.75 * a["kernel"][...] + 0.25 * b["kernel"][...],
-                             rtol=1e-6)
+  want = 0.75 * a["kernel"][...] + 0.25 * b["kernel"][...]
+  np.testing.assert_allclose(mixed["kernel"][...], want, rtol=1e-6)

@@ -95,8 +95,10 @@ def test_ddim_eta0_is_deterministic_probability_flow():
   sto = jax.jit(lambda k: run(cfg_sto, k))
   a, b = np.asarray(det(jax.random.key(0))), np.asarray(det(jax.random.key(99)))
   np.testing.assert_array_equal(a, b)  # only the starting noise matters
-  assert np.abs(np.asarray(sto(jax.random.key(0))) - np.asarray(sto(jax.random.key(99)))).max() > 0.1
-  # Exact ODE map: whitened coordinates Q^T (x - alpha mu) / sqrt(alpha^2 eig + sigma^2) are constant.
+  sto_a, sto_b = np.asarray(sto(jax.random.key(0))), np.asarray(sto(jax.random.key(99)))
+  assert np.abs(sto_a - sto_b).max() > 0.1  # eta = 1 does use the key: the check can fail
+  # Exact ODE map: the whitened coordinates Q^T (x - alpha mu) / sqrt(alpha^2 eig + sigma^2) stay
+  # constant along the probability-flow ODE.
   a1, s1 = (float(v) for v in schedule.alpha_sigma(1.0))
   s0 = float(schedule.sigma(0.0))
   y = (np.asarray(x1).reshape(-1, DIM) - a1 * MU) @ Q / np.sqrt(a1 ** 2 * EIG + s1 ** 2)

@@ -162,8 +162,9 @@ def training_cond(batch: Mapping[str, jax.Array], key: jax.Array,
 
 
 def inference_levels(config: ml_collections.ConfigDict, batch_size: int) -> jax.Array:
-  """The fixed noise-augmentation levels [B, len(cond_images)]: diffusion.inference_noise_aug_per_image
-  (one per name of model.cond_images) when set, else diffusion.inference_noise_aug for every image."""
+  """The fixed noise-augmentation levels [B, len(cond_images)]:
+  diffusion.inference_noise_aug_per_image (one per name of model.cond_images) when set, else
+  diffusion.inference_noise_aug for every image."""
   names = tuple(config.model.cond_images)
   d = config.diffusion
   per_image = [float(v) for v in d.get("inference_noise_aug_per_image", ())]

@@ -2,7 +2,8 @@
 
 With x_t = alpha x0 + sigma eps (alpha^2 + sigma^2 = 1):
   eps-prediction: x0 = (x_t - sigma eps) / alpha;
-  v-prediction:   v = alpha eps - sigma x0, so x0 = alpha x_t - sigma v and eps = sigma x_t + alpha v.
+  v-prediction:   v = alpha eps - sigma x0,
+                  so x0 = alpha x_t - sigma v and eps = sigma x_t + alpha v.
 """
 
 from __future__ import annotations

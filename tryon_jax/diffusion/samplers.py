@@ -72,7 +72,8 @@ def _ddim_loop(denoise, x: jax.Array, ts: jax.Array, schedule: schedules.Schedul
 
   def body(i, x):
     x0, eps = denoise(x, ts[i])
-    alpha_t, sigma_t = jnp.sqrt(jax.nn.sigmoid(logsnr[i + 1])), jnp.sqrt(jax.nn.sigmoid(-logsnr[i + 1]))
+    alpha_t = jnp.sqrt(jax.nn.sigmoid(logsnr[i + 1]))
+    sigma_t = jnp.sqrt(jax.nn.sigmoid(-logsnr[i + 1]))
     # Fraction of sigma_t^2 that is fresh noise: 1 - SNR(s)/SNR(t).
     c2 = (eta ** 2) * sigma_t ** 2 * -jnp.expm1(logsnr[i] - logsnr[i + 1])
     z = jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32)
