@@ -80,7 +80,7 @@ class _QuietLibraries(std_logging.Filter):
   _NOISY = (f"{os.sep}orbax{os.sep}", f"{os.sep}grain{os.sep}")
 
   def filter(self, record) -> bool:
-    return record.levelno > logging.INFO or not any(n in record.pathname for n in self._NOISY)
+    return record.levelno > std_logging.INFO or not any(n in record.pathname for n in self._NOISY)
 
 
 def _enable_compilation_cache(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -140,7 +140,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _MODE.value not in MODES:
     raise app.UsageError(f"--mode={_MODE.value!r}: expected one of {sorted(MODES)}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  quiet = _QuietLibraries()
+  logging.get_absl_logger().addFilter(quiet)  # absl.logging calls ...
+  logging.get_absl_handler().python_handler.addFilter(quiet)  # ... and stdlib loggers.
   if _MODE.value != "describe":
     _maybe_initialize_distributed()
   sys.exit(MODES[_MODE.value](_CONFIG.value))

@@ -23,7 +23,7 @@ def records_dir(workdir: str) -> str:
 
 
 def _records_glob(directory: str) -> str:
-  return os.path.join(directory, "*")
+  return os.path.join(directory, "train-*-of-*.tfrecord")  # data_pipelines' shard names.
 
 
 def ensure_records(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -39,7 +39,7 @@ def ensure_records(config: ml_collections.ConfigDict, workdir: str) -> str:
     raise ValueError("config.data.path is empty: set --config.data.path=GLOB to the training "
                      "records (only configs/demo.py generates a synthetic set)")
   out = records_dir(workdir)
-  if not (os.path.isdir(out) and os.listdir(out)):
+  if not glob.glob(_records_glob(out)):
     _generate_synthetic(config, workdir, out)
   else:
     logging.info("Synthetic records found in %s: skipping generation.", out)
@@ -65,8 +65,8 @@ def _generate_synthetic(config: ml_collections.ConfigDict, workdir: str, out: st
     synthetic.generate(raw, num=int(config.data.synthetic_num), resolution=resolution,
                        seed=int(config.seed))
     tmp_records = os.path.join(tmp, "records")
-    viton_hd.convert(raw, "train", tmp_records, resolution=resolution)
-    if not os.listdir(tmp_records):
+    viton_hd.convert(raw, "train", tmp_records, resolution=resolution, progress=False)
+    if not glob.glob(_records_glob(tmp_records)):
       raise RuntimeError(f"converting the synthetic set wrote no records into {tmp_records}")
     try:
       os.rename(tmp_records, out)
