@@ -140,6 +140,9 @@ def test_sr1024_training_cond_from_person_only():
   cond = jit_cond(conditioning.training_cond, cfg)({"person": person}, jax.random.key(1))
   assert set(cond) == {"lowres", "noise_aug_levels"}
   assert cond["lowres"].shape == (3, 16, 16, 3) and cond["noise_aug_levels"].shape == (3, 1)
+  cfg.data.lowres_size = 32  # 256 crops cannot give 32 inputs at factor 4
+  with pytest.raises(ValueError, match="data.crop_size"):
+    conditioning.training_cond({"person": person}, jax.random.key(1), cfg)
 
 
 def test_inference_cond_fixed_levels_per_image():

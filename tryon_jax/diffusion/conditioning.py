@@ -146,6 +146,11 @@ def training_cond(batch: Mapping[str, jax.Array], key: jax.Array,
     factor = config.model.get("lowres_factor")
     if factor is None:
       raise ValueError("model.cond_images names 'lowres' but model.lowres_factor is not set")
+    data = config.get("data", {})
+    if "crop_size" in data and "lowres_size" in data and (
+        data.crop_size != data.lowres_size * factor):
+      raise ValueError(f"data.crop_size={data.crop_size} != data.lowres_size={data.lowres_size}"
+                       f" * model.lowres_factor={factor}")
     cond["lowres"] = degrade_to_lowres(jnp.asarray(batch["person"], jnp.float32), int(factor),
                                        d.get("lowres_down_method", "linear"))
   levels = jax.random.uniform(key_levels, (batch_size, len(names)), jnp.float32)
