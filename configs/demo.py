@@ -26,6 +26,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   m.cond_dim = 128
   m.pool_heads = 4
   c.diffusion.sample_steps = 50
+  c.diffusion.ema_decay = 0.995  # a 200-step horizon: 0.9999 would leave the EMA at init after 2K steps.
   c.data.resolution = 32
   c.data.synthetic_num = 512  # synthetic pairs generated into the workdir when data.path is empty.
   c.data.synthetic_resolution = 128  # image height R of the synthetic set (width R*3/4): 4x the

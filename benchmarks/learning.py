@@ -1,0 +1,291 @@
+"""Evidence that it learns: implicit warping on the synthetic task, Parallel-UNet vs concatenation.
+
+    python -m benchmarks.learning --workdir=/tmp/tryon_learning --steps=1500 --out=docs/learning
+
+Trains the demo-size Parallel-UNet (configs/demo.py) and the same-size ``concat`` variant (the
+paper's first ablation: no garment UNet, I_c concatenated to z_t, no cross-attention) on the same
+synthetic paired set, for the same number of steps, seed and batch. Then samples held-out pairs
+(a test split drawn with another seed: new people, garments and poses) with the EMA parameters and
+measures, on the garment region of the target (its upper-clothes label, cropped like the record):
+
+  * psnr_garment: PSNR over garment pixels (images in [0, 1]);
+  * ssim: SSIM of the whole image (dm-pix, 7x7 Gaussian window: the images are 32 px);
+  * ssim_garment: the SSIM map averaged over garment pixels;
+  * hist_l1_garment: L1 distance of the 8x8x8-bin colour histograms of the target's and the
+    output's garment pixels (0 = same colours, 2 = disjoint): texture/colour fidelity.
+A reference row ``copy_garment_input`` scores I_c itself (the garment in its *other* pose) against
+the target: a model that did not warp would score about that.
+
+Writes OUT/results.json (metrics per variant, wall time, steps, loss curves), OUT/grid.png (rows:
+held-out pairs; columns: I_a, I_c, target, parallel, concat) and OUT/loss.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import glob
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+VARIANTS = ("parallel", "concat")
+HIST_BINS = 8  # per colour channel
+SSIM_WINDOW = 7  # dm-pix default (11) is a third of a 32-px image
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--workdir", required=True, help="data and the two training runs go here")
+  p.add_argument("--out", default="docs/learning", help="results.json, grid.png, loss.png")
+  p.add_argument("--steps", type=int, default=1500, help="train steps per variant")
+  p.add_argument("--num_train", type=int, default=1024, help="synthetic training pairs")
+  p.add_argument("--num_test", type=int, default=32, help="held-out synthetic pairs")
+  p.add_argument("--synthetic_resolution", type=int, default=128,
+                 help="render size of the synthetic photos (records are cut from them)")
+  p.add_argument("--sample_steps", type=int, default=50, help="DDPM steps for the held-out samples")
+  p.add_argument("--grid_rows", type=int, default=8)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--variants", default=",".join(VARIANTS))
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="config override for both variants, e.g. model.channels=(16,32)")
+  return p.parse_args(argv)
+
+
+def make_config(variant: str, args: argparse.Namespace, train_glob: str):
+  from configs import demo  # pylint: disable=g-import-not-at-top
+  config = demo.get_config(variant)
+  config.seed = args.seed
+  config.data.path = train_glob
+  config.train.num_steps = args.steps
+  config.train.checkpoint_every_steps = args.steps
+  config.train.sample_every_steps = 0
+  config.train.log_every_steps = max(1, min(config.train.log_every_steps, args.steps // 10 or 1))
+  overrides = {}
+  for item in args.set:
+    key, sep, value = item.partition("=")
+    if not sep:
+      raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+    try:
+      overrides[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      overrides[key] = value  # a plain string, e.g. model.dtype=bfloat16
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def prepare_data(args: argparse.Namespace) -> tuple[str, str, str]:
+  """Synthetic train and held-out test sets -> (train glob, test glob, raw test root)."""
+  from data_pipelines import synthetic, viton_hd  # pylint: disable=g-import-not-at-top
+  data = os.path.join(args.workdir, "data")
+  out = {}
+  for split, num, seed in (("train", args.num_train, args.seed),
+                           ("test", args.num_test, args.seed + 10_000)):
+    raw = os.path.join(data, f"raw_{split}")
+    records = os.path.join(data, f"records_{split}")
+    if not glob.glob(os.path.join(records, "*.tfrecord")):
+      synthetic.generate(raw, num, resolution=args.synthetic_resolution, seed=seed, split=split)
+      summary = viton_hd.convert(raw, split, records, resolution=args.synthetic_resolution,
+                                 progress=False)
+      print(json.dumps({"event": "data", "split": split, "written": summary["written"],
+                        "skipped": summary["skipped"]}), flush=True)
+    out[split] = (os.path.join(records, "*.tfrecord"), raw)
+  return out["train"][0], out["test"][0], out["test"][1]
+
+
+def garment_masks(test_glob: str, raw_root: str, ids: Sequence[str], resolution: int) -> np.ndarray:
+  """Target garment masks [N, R, R] bool, in the order of ``ids``: the target's upper-clothes
+  labels from the raw parse map, cut and resized with the record's own square crop."""
+  from data_pipelines import _convert  # pylint: disable=g-import-not-at-top
+  from tryon_jax.data import labels, preprocess, schema, tfrecord  # pylint: disable=g-import-not-at-top
+  by_id = {}
+  for path in sorted(glob.glob(test_glob)):
+    for _, raw in tfrecord.read_tfrecord(path):
+      rec = schema.deserialize(raw)
+      by_id[rec.id] = rec
+  masks = []
+  for rid in ids:
+    rec = by_id[rid]
+    parse = _convert.read_label_map(
+        os.path.join(raw_root, "test", "image-parse-v3", _convert.stem(rec.person_id) + ".png"))
+    garment = np.isin(parse, sorted(labels.VITON_HD.garment)).astype(np.uint8) * 255
+    crop = tuple(int(round(v)) for v in rec.person_crop)
+    cut = preprocess.crop_resize(garment[..., None].repeat(3, -1), crop, resolution, nearest=True,
+                                 pad_mode="constant", pad_value=0)
+    masks.append(cut[..., 0] > 127)
+  return np.stack(masks)
+
+
+def test_batch(config, test_glob: str, num: int) -> dict:
+  from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  batch = next(iter(pipeline.make_eval_dataset(config, test_glob, num)))
+  valid = np.asarray(batch["valid"]) > 0
+  return {k: np.asarray(v)[valid] for k, v in batch.items()}
+
+
+def sample_variant(config, workdir: str, batch: dict, sample_steps: int, seed: int) -> np.ndarray:
+  """Try-ons [N, R, R, 3] in [-1, 1] from the EMA parameters of the run's last checkpoint."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from tryon_jax.diffusion import conditioning, samplers  # pylint: disable=g-import-not-at-top
+  from tryon_jax.parallel import sharding  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import checkpoint, loop, state as state_lib  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
+  spec = state_lib.state_spec(config, mesh)
+  ckpt = checkpoint.Checkpointer(loop.checkpoint_dir(workdir), max_to_keep=None, async_save=False)
+  try:
+    restored = ckpt.restore_latest(spec.abstract)
+  finally:
+    ckpt.close()
+  if restored is None:
+    raise FileNotFoundError(f"no checkpoint in {loop.checkpoint_dir(workdir)}")
+  _, state, _ = restored
+  inputs = {k: v for k, v in batch.items() if k not in ("id", "valid", "person")}
+  n, r = batch["person"].shape[:2]
+
+  @jax.jit
+  def run(state, inputs, key):
+    model = state_lib.ema_model(spec, state)
+    key_cond, key_sample = jax.random.split(key)
+    cond = conditioning.inference_cond(inputs, key_cond, config)
+    return samplers.sample(lambda x, t, c: model(x, t, c), cond, key_sample, config,
+                           shape=(n, r, r, 3), sampler="ddpm", steps=sample_steps)
+
+  with jax.set_mesh(mesh):
+    return np.asarray(run(state, inputs, jax.random.key(seed)))
+
+
+def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> dict[str, float]:
+  """Mean and std over examples of the garment-region metrics (see module docstring)."""
+  import dm_pix  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  a = (np.clip(pred, -1, 1) + 1) / 2
+  b = (np.clip(target, -1, 1) + 1) / 2
+  m = masks.astype(np.float32)
+  count = np.maximum(m.sum(axis=(1, 2)), 1)
+  mse = ((a - b) ** 2).mean(-1)
+  psnr = -10 * np.log10(np.maximum((mse * m).sum(axis=(1, 2)) / count, 1e-10))
+  ssim_map = np.asarray(dm_pix.ssim(jnp.asarray(a), jnp.asarray(b), filter_size=SSIM_WINDOW,
+                                    return_map=True)).mean(-1)
+  trim = (SSIM_WINDOW - 1) // 2  # the map covers the 'valid' window centres
+  m_in = m[:, trim:-trim, trim:-trim]
+  ssim_garment = (ssim_map * m_in).sum(axis=(1, 2)) / np.maximum(m_in.sum(axis=(1, 2)), 1)
+  ssim = ssim_map.mean(axis=(1, 2))
+  hist = []
+  for ai, bi, mi in zip(a, b, masks):
+    ha = np.histogramdd(ai[mi], bins=HIST_BINS, range=[(0, 1)] * 3)[0].ravel()
+    hb = np.histogramdd(bi[mi], bins=HIST_BINS, range=[(0, 1)] * 3)[0].ravel()
+    hist.append(np.abs(ha / max(ha.sum(), 1) - hb / max(hb.sum(), 1)).sum())
+  out = {}
+  for name, values in (("psnr_garment", psnr), ("ssim", ssim), ("ssim_garment", ssim_garment),
+                       ("hist_l1_garment", np.asarray(hist))):
+    out[name] = float(np.mean(values))
+    out[name + "_std"] = float(np.std(values))
+  return out
+
+
+def read_curve(workdir: str) -> list[tuple[int, float]]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [(int(r["step"]), float(r["loss"])) for r in rows]
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  return np.clip(np.round((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def write_grid(path: str, columns: list[np.ndarray], rows: int, scale: int = 4) -> None:
+  """columns: [N, R, R, 3] in [-1, 1] each -> one PNG, ``rows`` examples, upscaled ``scale``x."""
+  grid = np.concatenate([np.concatenate(list(to_uint8(c[:rows])), axis=0) for c in columns], axis=1)
+  img = Image.fromarray(grid)
+  img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
+
+
+def write_loss_plot(path: str, curves: dict[str, list[tuple[int, float]]],
+                    size: tuple[int, int] = (640, 360)) -> None:
+  """A plain line plot of loss vs step per variant (PIL only)."""
+  colours = {"parallel": (200, 40, 40), "concat": (40, 80, 200)}
+  w, h = size
+  pad = 40
+  img = Image.new("RGB", size, "white")
+  draw = ImageDraw.Draw(img)
+  points = [p for c in curves.values() for p in c]
+  if not points:
+    img.save(path)
+    return
+  max_step = max(s for s, _ in points)
+  lo, hi = min(v for _, v in points), max(v for _, v in points)
+  hi = hi if hi > lo else lo + 1
+  draw.rectangle([pad, pad // 2, w - pad // 2, h - pad], outline="black")
+  draw.text((pad, h - pad + 5), f"step 0 .. {max_step}", fill="black")
+  draw.text((2, pad // 2), f"{hi:.3f}", fill="black")
+  draw.text((2, h - pad - 10), f"{lo:.3f}", fill="black")
+  for i, (name, curve) in enumerate(curves.items()):
+    xy = [(pad + (w - 1.5 * pad) * s / max(max_step, 1), h - pad - (h - 1.5 * pad) * (v - lo) / (hi - lo))
+          for s, v in curve]
+    if len(xy) > 1:
+      draw.line(xy, fill=colours.get(name, (0, 0, 0)), width=2)
+    draw.text((w - 140, pad // 2 + 5 + 12 * i), f"{name} loss", fill=colours.get(name, (0, 0, 0)))
+  img.save(path)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  args = parse_args(argv)
+  variants = [v for v in args.variants.split(",") if v]
+  for v in variants:
+    if v not in VARIANTS:
+      raise SystemExit(f"--variants: unknown variant {v!r} (expected {VARIANTS})")
+  os.makedirs(args.out, exist_ok=True)
+  import jax  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
+  train_glob, test_glob, test_raw = prepare_data(args)
+  results = {"command": "python -m benchmarks.learning " + " ".join(sys.argv[1:] if argv is None else argv),
+             "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+             "steps": args.steps, "num_train": args.num_train, "num_test": args.num_test,
+             "sample_steps": args.sample_steps, "seed": args.seed, "variants": {}}
+  outputs, batch, masks = {}, None, None
+  for variant in variants:
+    config = make_config(variant, args, train_glob)
+    workdir = os.path.join(args.workdir, variant)
+    start = time.perf_counter()
+    result = loop.train(config, workdir)
+    train_seconds = time.perf_counter() - start
+    if batch is None:
+      batch = test_batch(config, test_glob, args.num_test)
+      ids = [i.decode() if isinstance(i, bytes) else str(i) for i in batch["id"]]
+      masks = garment_masks(test_glob, test_raw, ids, int(config.data.resolution))
+      results["reference"] = {"copy_garment_input": garment_metrics(batch["garment"],
+                                                                    batch["person"], masks)}
+    start = time.perf_counter()
+    outputs[variant] = sample_variant(config, workdir, batch, args.sample_steps, args.seed)
+    from tryon_jax import models  # pylint: disable=g-import-not-at-top
+    results["variants"][variant] = {
+        "params": models.count_params(config.model)["params"],
+        "train_steps": result.step, "train_seconds": round(train_seconds, 1),
+        "seconds_per_step": round(train_seconds / max(result.step, 1), 3),
+        "sample_seconds": round(time.perf_counter() - start, 1),
+        "final_loss": result.last_metrics.get("loss"),
+        "loss_curve": read_curve(workdir),
+        **garment_metrics(outputs[variant], batch["person"], masks)}
+    print(json.dumps({"event": "variant", "variant": variant,
+                      **{k: v for k, v in results["variants"][variant].items()
+                         if k != "loss_curve"}}), flush=True)
+  with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=1)
+  write_grid(os.path.join(args.out, "grid.png"),
+             [batch["agnostic"], batch["garment"], batch["person"]] + [outputs[v] for v in variants],
+             args.grid_rows)
+  write_loss_plot(os.path.join(args.out, "loss.png"),
+                  {v: results["variants"][v]["loss_curve"] for v in variants})
+  return results
+
+
+if __name__ == "__main__":
+  main()
