@@ -7,6 +7,7 @@ pipeline of seeded random examples, checkpointable like the real one.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import grain
@@ -91,6 +92,13 @@ def fake_dataset(config, *, process_index: int, process_count: int, nan_from: in
   return ds.batch(local, drop_remainder=True).to_iter_dataset()
 
 
+def run_python(args: list[str], *, devices: int | None = None, timeout: float = 300,
+               cwd: str = REPO) -> subprocess.CompletedProcess:
+  """Runs ``python ARGS`` in a child (see subprocess_env) and returns it with captured output."""
+  return subprocess.run([sys.executable, *args], env=subprocess_env(devices), cwd=cwd,
+                        capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def subprocess_env(devices: int | None = None) -> dict:
   """Environment for a child python: repo + tests importable, optional fake CPU devices, and a
   persistent compilation cache shared by the test runs (same programs compile once)."""
@@ -100,6 +108,9 @@ def subprocess_env(devices: int | None = None) -> dict:
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   else:
     env.pop("XLA_FLAGS", None)
+  # Unoptimized XLA code compiles 2-5x faster; the tests' programs are tiny, so it costs nothing.
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+                      " --xla_llvm_disable_expensive_passes=true").strip()
   env["JAX_PLATFORMS"] = "cpu"
   env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join("/tmp", "tryon_jax_test_jax_cache"))
   env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"

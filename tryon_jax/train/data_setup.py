@@ -65,7 +65,10 @@ def _generate_synthetic(config: ml_collections.ConfigDict, workdir: str, out: st
     synthetic.generate(raw, num=int(config.data.synthetic_num), resolution=resolution,
                        seed=int(config.seed))
     tmp_records = os.path.join(tmp, "records")
-    viton_hd.convert(raw, "train", tmp_records, resolution=resolution, progress=False)
+    # The TFRecord pipeline splits files over hosts: a multi-host demo needs a shard per host.
+    num_shards = None if jax.process_count() == 1 else jax.process_count()
+    viton_hd.convert(raw, "train", tmp_records, resolution=resolution, progress=False,
+                     num_shards=num_shards)
     if not glob.glob(_records_glob(tmp_records)):
       raise RuntimeError(f"converting the synthetic set wrote no records into {tmp_records}")
     try:
