@@ -132,6 +132,15 @@ def _tpu_slice(generation: TpuGeneration, count: int, topology: str | None,
     raise LaunchError(
         f"--topology={topology}: {generation.name} takes a {generation.dims}D topology "
         f"like {generation.default_topologies[max(generation.default_topologies)]}")
+  dims = [int(d) for d in topology.split("x")]
+  small = set(list(generation.default_topologies.values())[:4])  # sub-cube shapes (2x2x1, ...)
+  if generation.dims == 3 and topology not in small and any(d % 4 for d in dims):
+    raise LaunchError(f"--topology={topology}: {generation.name} slices beyond "
+                      f"{', '.join(sorted(small))} are whole 4x4x4 cubes (every side a multiple "
+                      f"of 4)")
+  if generation.dims == 2 and topology not in generation.default_topologies.values():
+    raise LaunchError(f"--topology={topology}: {generation.name} slices are one of "
+                      f"{', '.join(generation.default_topologies.values())}")
   if _topology_chips(topology) != chips:
     raise LaunchError(
         f"--topology={topology} has {_topology_chips(topology)} chips but "
