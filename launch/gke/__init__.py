@@ -1,0 +1,1 @@
+"""GKE launch: the JobSet template (templates/jobset.yaml) and its renderer (render.py)."""
