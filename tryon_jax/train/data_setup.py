@@ -18,6 +18,9 @@ import ml_collections
 from absl import logging
 
 
+SYNTHETIC_MIN_RESOLUTION = 32  # data_pipelines.synthetic renders nothing smaller.
+
+
 def records_dir(workdir: str) -> str:
   return os.path.join(workdir, "data", "records")
 
@@ -52,7 +55,9 @@ def _generate_synthetic(config: ml_collections.ConfigDict, workdir: str, out: st
   from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
   from data_pipelines import viton_hd  # pylint: disable=g-import-not-at-top
 
-  resolution = int(config.data.resolution)
+  # Records at the training resolution (the pipeline resizes anyway), but not below the
+  # generator's smallest size.
+  resolution = max(int(config.data.resolution), SYNTHETIC_MIN_RESOLUTION)
   parent = os.path.dirname(out)
   os.makedirs(parent, exist_ok=True)
   # A per-process temporary directory: hosts without a shared workdir each make their own copy
