@@ -18,7 +18,8 @@ INSTALL_REQUIRES = [
     "dm-pix>=0.4.4",
     "tensorboardX>=2.6.2",
     "tqdm>=4.66",
-    "google-crc32c>=1.5",  # TFRecord framing checksums at C speed (pure-Python fallback is ~100x slower)
+    "google-crc32c>=1.5",
+    "pyyaml>=6.0",  # GKE JobSet manifests (launch/gke/render.py)  # TFRecord framing checksums at C speed (pure-Python fallback is ~100x slower)
 ]
 
 setuptools.setup(

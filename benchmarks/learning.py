@@ -121,6 +121,29 @@ def garment_masks(test_glob: str, raw_root: str, ids: Sequence[str], resolution:
   return np.stack(masks)
 
 
+def train_variant(config, workdir: str) -> float:
+  """Trains one variant to config.train.num_steps (resuming a partial run); returns the wall
+  seconds the training took. They are kept in WORKDIR/train_seconds.json, and a complete run is not
+  trained again, so variants trained by separate processes (one per core: ``--variants parallel``
+  and ``--variants concat``) are reported by a later run over both."""
+  from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
+  timing = os.path.join(workdir, "train_seconds.json")
+  done = {"train_seconds": 0.0, "step": 0}
+  if os.path.exists(timing):
+    with open(timing, encoding="utf-8") as f:
+      done = json.load(f)
+  if done["step"] == config.train.num_steps:
+    return float(done["train_seconds"])
+  start = time.perf_counter()
+  result = loop.train(config, workdir)
+  if result.step != config.train.num_steps:
+    raise RuntimeError(f"{workdir}: training stopped at step {result.step}")
+  seconds = float(done["train_seconds"]) + time.perf_counter() - start
+  with open(timing, "w", encoding="utf-8") as f:
+    json.dump({"train_seconds": seconds, "step": result.step}, f)
+  return seconds
+
+
 def test_batch(config, test_glob: str, num: int) -> dict:
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = next(iter(pipeline.make_eval_dataset(config, test_glob, num)))
@@ -244,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       raise SystemExit(f"--variants: unknown variant {v!r} (expected {VARIANTS})")
   os.makedirs(args.out, exist_ok=True)
   import jax  # pylint: disable=g-import-not-at-top
-  from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from tryon_jax import models  # pylint: disable=g-import-not-at-top
   train_glob, test_glob, test_raw = prepare_data(args)
   results = {"command": "python -m benchmarks.learning " + " ".join(sys.argv[1:] if argv is None else argv),
              "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
@@ -254,9 +277,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   for variant in variants:
     config = make_config(variant, args, train_glob)
     workdir = os.path.join(args.workdir, variant)
-    start = time.perf_counter()
-    result = loop.train(config, workdir)
-    train_seconds = time.perf_counter() - start
+    train_seconds = train_variant(config, workdir)
     if batch is None:
       batch = test_batch(config, test_glob, args.num_test)
       ids = [i.decode() if isinstance(i, bytes) else str(i) for i in batch["id"]]
@@ -265,14 +286,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                                     batch["person"], masks)}
     start = time.perf_counter()
     outputs[variant] = sample_variant(config, workdir, batch, args.sample_steps, args.seed)
-    from tryon_jax import models  # pylint: disable=g-import-not-at-top
+    curve = read_curve(workdir)
     results["variants"][variant] = {
         "params": models.count_params(config.model)["params"],
-        "train_steps": result.step, "train_seconds": round(train_seconds, 1),
-        "seconds_per_step": round(train_seconds / max(result.step, 1), 3),
+        "train_steps": args.steps, "train_seconds": round(train_seconds, 1),
+        "seconds_per_step": round(train_seconds / args.steps, 3),
         "sample_seconds": round(time.perf_counter() - start, 1),
-        "final_loss": result.last_metrics.get("loss"),
-        "loss_curve": read_curve(workdir),
+        "final_loss": curve[-1][1] if curve else None,
+        "loss_curve": curve,
         **garment_metrics(outputs[variant], batch["person"], masks)}
     print(json.dumps({"event": "variant", "variant": variant,
                       **{k: v for k, v in results["variants"][variant].items()

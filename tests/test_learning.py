@@ -1,0 +1,59 @@
+"""The learning study script runs end to end on a tiny setting and writes well-formed results."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from benchmarks import learning
+
+TINY = ["--steps", "2", "--num_train", "8", "--num_test", "3", "--synthetic_resolution", "64",
+        "--sample_steps", "2", "--grid_rows", "3",
+        "--set", "model.channels=(16,32,32)", "--set", "model.cond_dim=32",
+        "--set", "model.pose_embed_dim=16", "--set", "model.head_dim=8",
+        "--set", "model.pool_heads=2", "--set", "train.batch_size=4"]
+
+
+def test_learning_study_writes_results_grid_and_curves(tmp_path):
+  out = tmp_path / "out"
+  argv = ["--workdir", str(tmp_path / "work"), "--out", str(out)] + TINY
+  results = learning.main(argv)
+
+  saved = json.loads((out / "results.json").read_text())
+  assert saved["steps"] == 2 and saved["num_test"] == 3
+  assert set(saved["variants"]) == {"parallel", "concat"}
+  metric_names = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment")
+  for name, run in saved["variants"].items():
+    assert run["train_steps"] == 2 and run["train_seconds"] > 0, name
+    assert [s for s, _ in run["loss_curve"]][-1] == 2, name
+    assert np.isfinite(run["final_loss"])
+    for metric in metric_names:
+      assert np.isfinite(run[metric]) and run[metric + "_std"] >= 0, (name, metric)
+    assert -1 <= run["ssim"] <= 1 and 0 <= run["hist_l1_garment"] <= 2
+  # The concat variant is the smaller network (no garment UNet).
+  assert saved["variants"]["concat"]["params"] < saved["variants"]["parallel"]["params"]
+  assert set(saved["reference"]["copy_garment_input"]) >= set(metric_names)
+
+  grid = Image.open(out / "grid.png")
+  # 5 columns (I_a, I_c, target, parallel, concat) x 3 rows of 32 px, upscaled 4x.
+  assert grid.size == (5 * 32 * 4, 3 * 32 * 4)
+  assert Image.open(out / "loss.png").size == (640, 360)
+
+  # A finished run is reported, not trained again (variants may be trained by separate processes).
+  args = learning.parse_args(argv)
+  config = learning.make_config("parallel", args, train_glob="unused")
+  seconds = learning.train_variant(config, str(tmp_path / "work" / "parallel"))
+  assert abs(seconds - results["variants"]["parallel"]["train_seconds"]) <= 0.05  # JSON rounds
+
+
+def test_garment_metrics_score_a_perfect_output_best():
+  rng = np.random.default_rng(0)
+  target = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+  masks = np.zeros((2, 16, 16), bool)
+  masks[:, 4:12, 4:12] = True
+  perfect = learning.garment_metrics(target, target, masks)
+  noisy = learning.garment_metrics(np.clip(target + 0.3 * rng.standard_normal(target.shape), -1, 1),
+                                   target, masks)
+  assert perfect["hist_l1_garment"] == 0 and perfect["ssim_garment"] > 0.99
+  assert noisy["psnr_garment"] < perfect["psnr_garment"]
+  assert noisy["hist_l1_garment"] > 0.1 and noisy["ssim_garment"] < 0.9
