@@ -30,6 +30,8 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8.0", "pytest-xdist>=3.5"],
+        # nbclient + ipykernel execute the Colab notebook in a test.
+        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.9",
+                 "ipykernel>=6.29"],
     },
 )
