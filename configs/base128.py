@@ -46,4 +46,5 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.data.resolution = 128
   c.train = common.train_config()
   c.mesh = common.mesh_config()
+  c.inference = common.inference_config()
   return c

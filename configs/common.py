@@ -79,6 +79,16 @@ def data_config() -> mlc.ConfigDict:
   return c
 
 
+def inference_config() -> mlc.ConfigDict:
+  """--mode=tryon and --mode=eval (tryon_jax/inference); flags of the same name override."""
+  c = mlc.ConfigDict()
+  c.batch_size = 4  # paper: inference at batch 4 (on 4 TPU-v4 chips).
+  c.seed = 0  # sampling seed: fixed, so reruns give the same try-ons.
+  c.inception_weights = ""  # InceptionV3 .npz for FID/KID (tryon_jax/eval); "" = FID/KID skipped.
+  c.eval_grid_rows = 4  # person | garment | try-on rows of the grid --mode=eval puts in TensorBoard.
+  return c
+
+
 def preprocess_config() -> mlc.ConfigDict:
   """Offline preprocessing (data_pipelines converters). The paper fixes the mechanism (mask the
   person box, paste head/hands/lower body back, square crop around the pose), not these numbers."""

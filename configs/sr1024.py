@@ -37,4 +37,5 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.data.lowres_size = 64  # ... with 64 inputs.
   c.train = common.train_config()
   c.mesh = common.mesh_config()
+  c.inference = common.inference_config()
   return c

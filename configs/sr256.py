@@ -43,4 +43,5 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.data.resolution = 256
   c.train = common.train_config()
   c.mesh = common.mesh_config()
+  c.inference = common.inference_config()
   return c
