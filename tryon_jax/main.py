@@ -24,6 +24,8 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
+from tryon_jax.inference import options as _inference_options  # noqa: F401  (tryon/eval flags)
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a variant: configs/base128.py:concat.",
     lock_config=True)
@@ -127,11 +129,25 @@ def run_describe(config: ml_collections.ConfigDict) -> int:
   return 0
 
 
+def run_tryon(config: ml_collections.ConfigDict) -> int:
+  """Try-on PNGs from trained stages (flags: tryon_jax/inference/options.py)."""
+  from tryon_jax.inference import tryon  # pylint: disable=g-import-not-at-top
+  return tryon.run(config)
+
+
+def run_eval(config: ml_collections.ConfigDict) -> int:
+  """FID/KID (+ SSIM/PSNR when paired) of sampled try-ons -> WORKDIR/eval/<name>.json and tb/."""
+  from tryon_jax.eval import evaluate  # pylint: disable=g-import-not-at-top
+  return evaluate.run(config, _require_workdir("eval"))
+
+
 # --mode=<name> -> runner(config) -> exit status. Other modes (tryon, eval) are added here.
 MODES: dict[str, Callable[[ml_collections.ConfigDict], int]] = {
     "train": run_train,
     "sample": run_sample,
     "describe": run_describe,
+    "tryon": run_tryon,
+    "eval": run_eval,
 }
 
 
