@@ -96,3 +96,18 @@ def test_sigkilled_run_resumes_with_the_uninterrupted_losses(uninterrupted, tmp_
   assert "Resuming from checkpoint" in proc.stderr
   assert "Synthetic records found" in proc.stderr  # the data set is not generated twice
   assert _losses(workdir) == _losses(reference_dir)
+
+
+def test_sample_mode_writes_tryon_grids_from_the_checkpoint(uninterrupted):
+  workdir, _ = uninterrupted
+  records = os.path.join(workdir, "data", "records", "train-*-of-*.tfrecord")
+  proc = support.run_python(
+      ["-m", "tryon_jax.main", "--mode=sample", "--config=configs/demo.py",
+       f"--workdir={workdir}", *support.TINY_FLAGS, "--config.diffusion.sample_steps=2",
+       f"--sample_data={records}", "--num_samples=4"], timeout=600)
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  paths = json.loads(proc.stdout.strip().splitlines()[-1])["samples"]
+  assert [os.path.basename(p) for p in paths] == [f"sample_step{NUM_STEPS}_000.png",
+                                                  f"sample_step{NUM_STEPS}_001.png"]
+  assert all(os.path.getsize(p) > 0 for p in paths)
+  assert f"checkpoint step {NUM_STEPS}" in proc.stderr
