@@ -71,3 +71,19 @@ def test_paper_configs_hold_the_paper_training_settings():
     assert (c.train.batch_size, c.train.num_steps) == (256, 500_000)
     assert (c.train.lr, c.train.warmup_steps) == (1e-4, 10_000)
     assert c.diffusion.cond_dropout == 0.1
+
+
+def test_missing_records_are_a_one_line_error(tmp_path):
+  proc = _main("--config=configs/demo.py", f"--workdir={tmp_path}",
+               f"--config.data.path={tmp_path}/nothing-*.tfrecord")
+  assert proc.returncode == 1
+  assert "config.data.path" in proc.stderr and "matches no files" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_sample_mode_without_a_checkpoint_says_so(tmp_path):
+  records = tmp_path / "train-00000-of-00001.tfrecord"
+  records.write_bytes(b"")
+  proc = _main("--config=configs/demo.py", "--mode=sample", f"--workdir={tmp_path}",
+               f"--sample_data={records}")
+  assert proc.returncode == 1 and "no checkpoint in" in proc.stderr

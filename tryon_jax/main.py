@@ -100,24 +100,35 @@ def _require_workdir(mode: str) -> str:
 
 
 def run_train(config: ml_collections.ConfigDict) -> int:
+  from tryon_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
   workdir = _require_workdir("train")
   _enable_compilation_cache(config, workdir)
   try:
     loop.train(config, workdir)
-  except loop.NonFiniteLossError as e:
-    logging.error("%s", e)
-    print(f"ERROR: {e}", file=sys.stderr)
-    return 1
+  except (loop.NonFiniteLossError, FileNotFoundError,
+          checkpoint_lib.NoRestorableCheckpointError) as e:
+    return _fail(e)
   return 0
 
 
+def _fail(error: Exception) -> int:
+  """Expected failures (bad input, NaN, broken checkpoints) end with one clear line, exit 1."""
+  logging.error("%s", error)
+  print(f"ERROR: {error}", file=sys.stderr)
+  return 1
+
+
 def run_sample(config: ml_collections.ConfigDict) -> int:
+  from tryon_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
   workdir = _require_workdir("sample")
   _enable_compilation_cache(config, workdir)
-  paths = loop.sample_from_checkpoint(config, workdir,
-                                      _SAMPLE_DATA.value or config.data.path, _NUM_SAMPLES.value)
+  try:
+    paths = loop.sample_from_checkpoint(config, workdir, _SAMPLE_DATA.value or config.data.path,
+                                        _NUM_SAMPLES.value)
+  except (FileNotFoundError, ValueError, checkpoint_lib.NoRestorableCheckpointError) as e:
+    return _fail(e)
   print(json.dumps({"samples": paths}))
   return 0
 
