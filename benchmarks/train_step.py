@@ -1,0 +1,180 @@
+"""Train-step speed: compile time, step time, images/s, FLOPs, MFU and peak memory of one stage.
+
+  python -m benchmarks.train_step --config=configs/demo.py --batch=16 --steps=10
+  python -m benchmarks.train_step --config=configs/base128.py --batch=32 \
+      --set model.dtype=bfloat16 [--set model.remat=True]
+
+Runs the project's own train step (tryon_jax.train: sharded state init, the pure jitted step with
+the state donated) on random batches of the stage's shapes (docs/ARCHITECTURE.md), so it measures
+the model + loss + Adam + EMA update, not the input pipeline (benchmarks.data measures that).
+
+  * init_s: building the sharded train state (its jitted initializer, compile included);
+  * compile_s: jit lower + XLA compile of the step;
+  * step_s: median wall time of one step, blocking on its outputs, after --warmup steps;
+  * pipelined_step_s: mean time per step over --steps steps dispatched back to back with one block
+    at the end (as the train loop runs: no host sync per step); images_per_s uses this one;
+  * flops_per_step: XLA's cost analysis of the compiled step (what the backend executes: includes
+    remat recomputation; custom calls such as cuDNN attention may count 0);
+  * model_flops_per_step: cost analysis of the same step lowered with remat off and attention on
+    XLA's own ops, so it counts every matmul/conv once whatever the kernels (the MFU numerator);
+  * mfu = model_flops_per_step / pipelined_step_s / (peak FLOP/s per device x devices), the peak
+    from benchmarks.common (datasheet dense bf16; on CPU a float32 matmul measured in this run);
+  * peak_mem_bytes: the device allocator's peak, or the process's max RSS on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+
+TABLE = "train_step"
+COLUMNS = ("date", "device", "devices", "jax", "flax", "config", "dtype", "remat", "batch",
+           "compile_s", "step_s", "pipelined_step_s", "images_per_s", "model_gflops_per_step",
+           "achieved_tflops", "peak_tflops", "mfu", "peak_mem_gb", "command")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--config", default="configs/demo.py", help="config file[:variant]")
+  p.add_argument("--batch", type=int, default=0, help="global batch (0 = config.train.batch_size)")
+  p.add_argument("--steps", type=int, default=10, help="timed steps")
+  p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="config override, e.g. model.dtype=bfloat16 (repeatable)")
+  p.add_argument("--results", default=common.DEFAULT_RESULTS,
+                 help="markdown file to append the row to ('' = do not write)")
+  return p.parse_args(argv)
+
+
+def random_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+  """Host batch with the train pipeline's keys and shapes for ``config.stage``."""
+  rng = np.random.default_rng(seed)
+  if config.stage == "sr1024":
+    size = int(config.data.crop_size)
+    return {"person": rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32)}
+  r = int(config.model.resolution)
+  k = int(config.model.num_keypoints)
+  batch = {name: rng.uniform(-1, 1, (batch_size, r, r, 3)).astype(np.float32)
+           for name in ("person", "agnostic", "garment")}
+  for who in ("person", "garment"):
+    batch[f"{who}_pose"] = rng.uniform(0, 1, (batch_size, k, 2)).astype(np.float32)
+    batch[f"{who}_pose_mask"] = np.ones((batch_size, k), np.float32)
+  return batch
+
+
+@contextlib.contextmanager
+def xla_attention():
+  """Routes jax.nn.dot_product_attention to XLA ops while tracing, so that the cost analysis
+  counts attention FLOPs (a cuDNN flash-attention custom call would count none)."""
+  original = jax.nn.dot_product_attention
+  jax.nn.dot_product_attention = functools.partial(original, implementation="xla")
+  try:
+    yield
+  finally:
+    jax.nn.dot_product_attention = original
+
+
+def model_flops(config, mesh, abstract_batch) -> float:
+  """FLOPs of one step lowered (not compiled) with remat off and XLA attention."""
+  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  counting = copy.deepcopy(config)
+  counting.model.remat = False
+  spec = state_lib.state_spec(counting, mesh)
+  step = step_lib.make_train_step(counting, spec)
+  with xla_attention(), jax.set_mesh(mesh):
+    lowered = step.lower(spec.abstract, abstract_batch)
+  return common.cost_analysis_flops(lowered)
+
+
+def run(args: argparse.Namespace) -> dict:
+  from tryon_jax.parallel import sharding  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+
+  config = common.load_config(args.config, args.set)
+  if args.batch:
+    config.train.batch_size = args.batch
+  batch_size = int(config.train.batch_size)
+  if args.steps < 1 or args.warmup < 0:
+    raise SystemExit(f"--steps={args.steps} must be >= 1 and --warmup={args.warmup} >= 0")
+  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
+  start = time.perf_counter()
+  spec = state_lib.state_spec(config, mesh)
+  state = jax.block_until_ready(state_lib.init_state(config, spec))
+  init_s = time.perf_counter() - start
+  batch = sharding.host_local_to_global(random_batch(config, batch_size),
+                                        sharding.batch_sharding(mesh))
+  train_step = step_lib.make_train_step(config, spec)
+
+  start = time.perf_counter()
+  with jax.set_mesh(mesh):
+    compiled = train_step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - start
+  flops = common.cost_analysis_flops(compiled)
+
+  holder = {"state": state}
+  del state  # donated on the first call
+
+  def one_step():
+    holder["state"], metrics = compiled(holder["state"], batch)
+    jax.block_until_ready((holder["state"], metrics))
+    return metrics
+
+  times = common.time_calls(one_step, warmup=args.warmup, iters=args.steps)
+  start = time.perf_counter()
+  metrics = None
+  for _ in range(args.steps):  # the train loop's way: dispatch ahead, block once at the end
+    holder["state"], metrics = compiled(holder["state"], batch)
+  jax.block_until_ready((holder["state"], metrics))
+  pipelined_s = (time.perf_counter() - start) / args.steps
+  loss = float(jax.device_get(metrics["loss"]))
+  if not np.isfinite(loss):
+    raise SystemExit(f"train step produced a non-finite loss ({loss}): the timing is meaningless")
+  peak_mem, mem_source = common.peak_memory_bytes()
+
+  abstract_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                               sharding=x.sharding), batch)
+  mflops = model_flops(config, mesh, abstract_batch)
+  peak, peak_source = common.peak_flops_per_device()
+  n = jax.device_count()
+  achieved = mflops / pipelined_s
+  info = common.device_info()
+  return {
+      "benchmark": TABLE, **info, "config": args.config, "overrides": list(args.set),
+      "dtype": str(config.model.dtype), "remat": bool(config.model.remat), "batch": batch_size,
+      "init_s": init_s, "compile_s": compile_s, "step_s": common.median(times),
+      "step_s_min": min(times),
+      "pipelined_step_s": pipelined_s, "images_per_s": batch_size / pipelined_s,
+      "flops_per_step": flops, "model_flops_per_step": mflops, "achieved_flops": achieved,
+      "peak_flops_per_device": peak, "peak_source": peak_source, "mfu": achieved / (peak * n),
+      "peak_mem_bytes": peak_mem, "peak_mem_source": mem_source, "loss": loss,
+  }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  args = parse_args(argv)
+  result = run(args)
+  common.emit(result)
+  if args.results:
+    config = result["config"] + "".join(f" {s}" for s in result["overrides"])
+    common.append_row(args.results, TABLE, COLUMNS, {
+        **result, "device": result["device_kind"], "devices": result["num_devices"],
+        "config": config, "model_gflops_per_step": result["model_flops_per_step"] / 1e9,
+        "achieved_tflops": result["achieved_flops"] / 1e12,
+        "peak_tflops": result["peak_flops_per_device"] / 1e12,
+        "peak_mem_gb": result["peak_mem_bytes"] / 1e9, "command": common.command_line()})
+
+
+if __name__ == "__main__":
+  main()
