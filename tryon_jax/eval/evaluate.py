@@ -154,6 +154,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     weights = str(config.get("inference", {}).get("inception_weights", ""))
   grid_rows = int(config.get("inference", {}).get("eval_grid_rows", 4))
   ckpts, lowres_size = _stage_plan(config, workdir, opts)
+  opts.check(len(ckpts))
   records = inputs.RecordSet(opts.records)
   refs, setting = pairs_to_score(records, opts)
   if lowres_size is not None and setting != "paired":

@@ -85,6 +85,14 @@ class SamplingOptions:
   seed: int | None = None
   batch_size: int | None = None
 
+  def check(self, num_stages: int) -> None:
+    """Per-stage lists hold nothing (checkpoint values) or one entry per stage."""
+    for flag, values in (("sampler", self.samplers), ("steps", self.steps),
+                         ("guidance_weight", self.guidance_weights)):
+      if values and len(values) != num_stages:
+        raise OptionError(f"--{flag}: {len(values)} values for {num_stages} stages; give one "
+                          "value or one per stage")
+
 
 @dataclasses.dataclass
 class TryOnOptions(SamplingOptions):

@@ -161,6 +161,7 @@ def tryon(config: ml_collections.ConfigDict, opts: options_lib.TryOnOptions) -> 
     raise options_lib.OptionError(f"--batch_size={batch_size} must be >= 1")
   ckpts = checkpoints.resolve_all(opts.ckpt)
   _check_stages(ckpts)
+  opts.check(len(ckpts))
   resolution = stage_resolutions(ckpts)[-1]
 
   if photo:

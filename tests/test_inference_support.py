@@ -1,0 +1,124 @@
+"""Shared helpers of the inference/eval tests (no tests here): synthetic inputs, records, and tiny
+real checkpoints made by the training code."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_train_support as train_support  # pylint: disable=wrong-import-position
+
+REPO = train_support.REPO
+SYNTHETIC_RESOLUTION = 64  # the generator's photos: 48 x 64
+RECORD_RESOLUTION = 32  # records: the tiny base stage (16 px) resizes them
+
+
+def shared_setup(tmp_path_factory) -> dict:
+  """make_data + make_checkpoints once per pytest session (process): the inference and the eval
+  test modules both use it. Made in a temporary folder renamed into place when complete."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  base = tmp_path_factory.getbasetemp()
+  final = os.path.join(base, "tryon_inference_setup")
+  if not os.path.isdir(final):
+    root = tempfile.mkdtemp(prefix=".tryon_inference_setup-", dir=base)
+    data = make_data(root)
+    make_checkpoints(root, data["records"])
+    os.rename(root, final)
+  data = make_data_paths(final)
+  return {"root": final, "data": data, "base": os.path.join(final, "base"),
+          "sr": os.path.join(final, "sr1024")}
+
+
+def make_data_paths(root: str) -> dict:
+  """The paths make_data returns, for a root made earlier."""
+  from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
+  raw = os.path.join(root, "raw")
+  person = synthetic.example_paths(raw, "train", 0)
+  garment = synthetic.example_paths(raw, "train", 1)
+  return {
+      "raw": raw, "records": os.path.join(root, "records", "train-*.tfrecord"),
+      "person": person["image"], "person_parse": person["image-parse-v3"],
+      "person_pose": person["openpose_json"], "garment": garment["cloth"],
+      "garment_mask": garment["cloth-mask"], "garment_pose": garment["cloth-openpose_json"],
+  }
+
+
+def make_data(root: str, num: int = 4) -> dict:
+  """Synthetic VITON-HD-layout pairs and their records. Returns paths: raw split dir, records
+  glob, and the files of pair 0's person with pair 1's garment (an unpaired photo request)."""
+  from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
+  from data_pipelines import viton_hd  # pylint: disable=g-import-not-at-top
+  raw = os.path.join(root, "raw")
+  synthetic.generate(raw, num=num, resolution=SYNTHETIC_RESOLUTION, seed=0)
+  records = os.path.join(root, "records")
+  summary = viton_hd.convert(raw, "train", records, resolution=RECORD_RESOLUTION, progress=False)
+  assert summary["written"] == num, summary
+  return make_data_paths(root)
+
+
+def make_checkpoints(root: str, records_glob: str) -> dict:
+  """Real tiny stages in ROOT/base (two training steps of the tiny base stage, by the training
+  loop on the records) and ROOT/sr1024 (an initialized tiny sr1024 stage), made in one child
+  process so the compiled programs come from the tests' shared persistent cache."""
+  proc = train_support.run_python([os.path.abspath(__file__), root, records_glob], timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return {"base": os.path.join(root, "base"), "sr": os.path.join(root, "sr1024")}
+
+
+def _make_checkpoints_here(root: str, records_glob: str) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
+  flags.FLAGS.mark_as_parsed()
+  config = train_support.tiny_config(num_steps=2, checkpoint_every_steps=2)
+  config.data.path = records_glob
+  loop.train(config, os.path.join(root, "base"))
+  save_initial_checkpoint(os.path.join(root, "sr1024"), tiny_sr1024_config())
+
+
+def tiny_sr1024_config():
+  """configs/sr1024.py shrunk to a two-level Efficient-UNet (x4: the 16 px base -> 64 px)."""
+  from configs import sr1024  # pylint: disable=g-import-not-at-top
+  c = sr1024.get_config()
+  c.model.channels = (8, 16)
+  c.model.blocks = (1, 1)
+  c.model.cond_dim = 16
+  c.model.resolution = 16
+  c.data.resolution = 64
+  c.data.crop_size = 16
+  c.data.lowres_size = 4
+  c.diffusion.sample_steps = 2
+  return c
+
+
+def save_initial_checkpoint(workdir: str, config) -> str:
+  """A checkpoint of a freshly initialized train state, written by the training code's own
+  Checkpointer (same layout as a trained one; no train step to compile). Returns the workdir."""
+  from tryon_jax.parallel import sharding  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  spec = state_lib.state_spec(config, sharding.make_mesh(config.mesh.shape, config.mesh.axes))
+  state = state_lib.init_state(config, spec)
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=1,
+                                     async_save=False)
+  ckpt.save(1, state, config_json=json.loads(config.to_json_best_effort()))
+  ckpt.close()
+  return workdir
+
+
+def run_main(args: list[str], timeout: float = 300):
+  """``python -m tryon_jax.main ARGS`` in a child process (captured output)."""
+  return train_support.run_python(["-m", "tryon_jax.main", *args], timeout=timeout)
+
+
+def start_main(args: list[str]):
+  """Like run_main but not waited for (to run several short children at once)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  return subprocess.Popen([sys.executable, "-m", "tryon_jax.main", *args],
+                          env=train_support.subprocess_env(), cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+if __name__ == "__main__":
+  _make_checkpoints_here(sys.argv[1], sys.argv[2])
