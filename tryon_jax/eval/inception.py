@@ -23,7 +23,7 @@ stride and padding against this architecture.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -288,12 +288,22 @@ def resize_like_tf(images: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
   return out
 
 
+def _check_uint8(images: np.ndarray, rank_ok: bool) -> None:
+  if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and rank_ok
+          and images.shape[-1] == 3):
+    raise ValueError(f"Inception input must be uint8 RGB in [0, 255], [N, H, W, 3] or a list of "
+                     f"[H, W, 3] (quantize generated images as when saving them), got "
+                     f"{getattr(images, 'dtype', type(images).__name__)} {np.shape(images)}")
+
+
 class Pool3Features:
   """uint8 images -> pool3 features, in fixed-size batches under one jax.jit compile.
 
   The resize runs on the host (numpy) so images of any size share one compiled forward pass; the
   last partial batch is padded to ``batch_size`` and the padding's features dropped.
   """
+
+  name = "inception-2015-12-05/pool3/tf1-bilinear-299"  # stored with FID stats
 
   def __init__(self, model: InceptionV3, batch_size: int = 50):
     if batch_size < 1:
@@ -307,29 +317,33 @@ class Pool3Features:
 
     self._forward = jax.jit(forward)
 
-  def resized_batches(self, images: np.ndarray) -> list[np.ndarray]:
-    """uint8 [N, H, W, 3] -> float32 [batch_size, 299, 299, 3] chunks (last one zero-padded)."""
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-      raise ValueError(f"Inception input must be uint8 [N, H, W, 3] RGB in [0, 255] (quantize "
-                       f"generated images as when saving them), got {images.dtype} "
-                       f"{images.shape}")
-    chunks = []
+  def resized_batches(self, images: np.ndarray | Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+    """uint8 [N, H, W, 3] (or a list of uint8 [H, W, 3], sizes may differ) -> float32
+    [batch_size, 299, 299, 3] chunks in [0, 255], the last one zero-padded; made lazily."""
+    if isinstance(images, np.ndarray):
+      _check_uint8(images, images.ndim == 4)
+    else:
+      for image in images:
+        _check_uint8(image, np.ndim(image) == 3)
     for start in range(0, len(images), self.batch_size):
-      chunk = resize_like_tf(images[start:start + self.batch_size])
+      part = images[start:start + self.batch_size]
+      if isinstance(part, np.ndarray):
+        chunk = resize_like_tf(part)
+      else:
+        chunk = np.concatenate([resize_like_tf(image[None]) for image in part])
       if len(chunk) < self.batch_size:
         chunk = np.concatenate([chunk, np.zeros((self.batch_size - len(chunk),) + chunk.shape[1:],
                                                 np.float32)])
-      chunks.append(chunk)
-    return chunks
+      yield chunk
 
   def forward_resized(self, pixels: np.ndarray) -> jax.Array:
     """float32 [batch_size, 299, 299, 3] in [0, 255] -> [batch_size, 2048] (asynchronous)."""
     return self._forward(self._state, jnp.asarray(pixels))
 
-  def __call__(self, images: np.ndarray) -> np.ndarray:
-    """uint8 [N, H, W, 3] -> float32 [N, 2048]."""
+  def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 [N, H, W, 3] (or a list of uint8 [H, W, 3]) -> float32 [N, 2048]."""
     n = len(images)
+    # Dispatch is asynchronous: the next chunk is resized while the previous one runs.
     outputs = [self.forward_resized(chunk) for chunk in self.resized_batches(images)]
     if not outputs:
       return np.zeros((0, FEATURE_DIM), np.float32)
