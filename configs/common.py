@@ -84,7 +84,8 @@ def inference_config() -> mlc.ConfigDict:
   c = mlc.ConfigDict()
   c.batch_size = 4  # paper: inference at batch 4 (on 4 TPU-v4 chips).
   c.seed = 0  # sampling seed: fixed, so reruns give the same try-ons.
-  c.inception_weights = ""  # InceptionV3 .npz for FID/KID (tryon_jax/eval); "" = FID/KID skipped.
+  c.inception_weights = ""  # InceptionV3 .npz for FID/KID; "" = tryon_jax.eval's default path
+  # ($TRYON_INCEPTION_NPZ or ~/.cache/tryon_jax/inception_fid.npz); FID/KID skipped if absent.
   c.eval_grid_rows = 4  # person | garment | try-on rows of the grid --mode=eval puts in TensorBoard.
   return c
 

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_inference_support as support  # pylint: disable=wrong-import-position
@@ -32,6 +33,12 @@ def setup(tmp_path_factory):
   return support.shared_setup(tmp_path_factory)
 
 
+@pytest.fixture(autouse=True)
+def no_default_inception_weights(tmp_path, monkeypatch):
+  """The default weights path must not depend on this machine's ~/.cache (here and in children)."""
+  monkeypatch.setenv("TRYON_INCEPTION_NPZ", str(tmp_path / "no_inception_here.npz"))
+
+
 def _own_workdir(setup, tmp_path) -> str:
   """A copy of the trained base workdir (eval writes eval/ and tb/ into its workdir)."""
   workdir = str(tmp_path / "workdir")
@@ -45,7 +52,8 @@ def test_cli_eval_writes_json_and_tensorboard_and_says_fid_was_skipped(setup, tm
                            f"--records={setup['data']['records']}", "--steps=2",
                            "--batch_size=3"])  # 4 records: the second batch is padded
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "FID/KID skipped" in proc.stderr and "--inception_weights" in proc.stderr
+  assert "FID/KID skipped" in proc.stderr and "no_inception_here.npz" in proc.stderr
+  assert "python -m tryon_jax.eval.convert_inception" in proc.stderr  # how to enable them
   line = json.loads(proc.stdout.strip().splitlines()[-1])
   path = os.path.join(workdir, "eval", "base128_step2_paired.json")
   assert line["eval"] == path
@@ -57,6 +65,7 @@ def test_cli_eval_writes_json_and_tensorboard_and_says_fid_was_skipped(setup, tm
   assert -1.0 <= metrics["ssim"] <= 1.0 and metrics["ssim"] == line["ssim"]
   assert math.isfinite(metrics["psnr"]) and 0.0 < metrics["psnr"] < 100.0
   assert "fid" not in metrics and "--inception_weights" in results["skipped"]["fid"]
+  assert results["skipped"]["kid"] == results["skipped"]["fid"]
   assert results["stages"] == [{
       "stage": "base128", "checkpoint": os.path.join(workdir, "checkpoints", "2"), "step": 2,
       "sampler": "ddpm", "steps": 2, "guidance_weight": 2.0}]
@@ -121,21 +130,6 @@ def _expected(records, refs, resolution, make_output):
   return np.mean(ssim), np.mean(psnr)
 
 
-def test_paired_metrics_are_those_of_the_outputs_against_their_own_photos(
-    setup, tmp_path, stand_in_cascade):
-  workdir = _own_workdir(setup, tmp_path)
-  opts = options.EvalOptions(records=setup["data"]["records"], batch_size=3, max_examples=3,
-                             name="oracle")
-  results = evaluate.evaluate(demo.get_config(), workdir, opts)
-  assert results["num_examples"] == 3 and results["setting"] == "paired"
-  records = inputs.RecordSet(setup["data"]["records"])
-  ssim, psnr = _expected(records, records.paired()[:3], 16,
-                         lambda ex: tryon.to_uint8(ex["agnostic"]))
-  np.testing.assert_allclose(results["metrics"]["ssim"], ssim, rtol=1e-4)
-  np.testing.assert_allclose(results["metrics"]["psnr"], psnr, rtol=1e-4)
-  assert os.path.isfile(os.path.join(workdir, "eval", "oracle.json"))
-
-
 def test_unpaired_pairs_file_has_no_ssim_psnr(setup, tmp_path, stand_in_cascade):
   workdir = _own_workdir(setup, tmp_path)
   pairs = tmp_path / "test_pairs.txt"
@@ -172,3 +166,39 @@ def test_lone_sr_stage_is_scored_on_the_downsampled_ground_truth(
   with pytest.raises(options.OptionError, match="can only be evaluated paired"):
     evaluate.evaluate(demo.get_config(), workdir, options.EvalOptions(
         records=setup["data"]["records"], ckpt={"sr1024": setup["sr"]}, unpaired=True))
+
+
+def test_paired_metrics_are_those_of_the_outputs_against_their_own_photos(
+    setup, tmp_path, stand_in_cascade, monkeypatch):
+  """SSIM/PSNR per pair and FID/KID over the set, with a stand-in feature extractor."""
+  from tryon_jax.eval import fid as fid_lib  # pylint: disable=g-import-not-at-top
+  projection = np.random.default_rng(0).normal(size=(3 * 4 * 4, 8))
+
+  def features(images):  # a stand-in for Inception pool3: 4x4 colour thumbnails, projected
+    thumbs = np.stack([np.asarray(Image.fromarray(i).resize((4, 4), Image.BOX)) for i in images])
+    return (thumbs.reshape(len(images), -1) / 255.0) @ projection
+
+  weights = tmp_path / "weights.npz"
+  weights.write_bytes(b"stand-in")
+  monkeypatch.setattr(fid_lib, "load_feature_fn", lambda path: features)
+  workdir = _own_workdir(setup, tmp_path)
+  opts = options.EvalOptions(records=setup["data"]["records"], batch_size=3, max_examples=3,
+                             inception_weights=str(weights), name="oracle")
+  results = evaluate.evaluate(demo.get_config(), workdir, opts)
+  assert results["num_examples"] == 3 and results["setting"] == "paired"
+  assert os.path.isfile(os.path.join(workdir, "eval", "oracle.json"))
+  records = inputs.RecordSet(setup["data"]["records"])
+  refs = records.paired()[:3]
+  ssim, psnr = _expected(records, refs, 16, lambda ex: tryon.to_uint8(ex["agnostic"]))
+  np.testing.assert_allclose(results["metrics"]["ssim"], ssim, rtol=1e-4)
+  np.testing.assert_allclose(results["metrics"]["psnr"], psnr, rtol=1e-4)
+  examples = [records.example(r, 16) for r in refs]
+  fake = features([tryon.to_uint8(e["agnostic"]) for e in examples])  # the oracle's output
+  real = features([tryon.to_uint8(e["person"]) for e in examples])
+  want_fid = fid_lib.fid_from_stats(fid_lib.stats_from_features(fake),
+                                    fid_lib.stats_from_features(real))
+  want_kid = fid_lib.kid_from_features(fake, real)
+  np.testing.assert_allclose(results["metrics"]["fid"], want_fid, rtol=1e-3)
+  np.testing.assert_allclose(results["metrics"]["kid"], want_kid.mean, rtol=1e-3, atol=1e-3)
+  assert results["metrics"]["fid"] > 0.01  # agnostic images are not the photos
+  assert results["skipped"] == {}

@@ -35,10 +35,6 @@ from tryon_jax.inference import inputs
 from tryon_jax.inference import options as options_lib
 from tryon_jax.inference import tryon as tryon_lib
 
-ENABLE_FID_HINT = ("pass --inception_weights=PATH.npz (or set config.inference.inception_weights) "
-                   "to the InceptionV3 weights converted by tryon_jax.eval")
-
-
 def pairs_to_score(records: inputs.RecordSet, opts: options_lib.EvalOptions
                    ) -> tuple[list[inputs.PairRef], str]:
   """The pairs to evaluate and the setting ("paired" | "unpaired")."""
@@ -58,51 +54,54 @@ def pairs_to_score(records: inputs.RecordSet, opts: options_lib.EvalOptions
 
 
 def ssim_psnr(generated: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Per-image SSIM and PSNR (dm-pix, Gaussian 11x11 SSIM) of uint8 [N, R, R, 3] images."""
-  import dm_pix  # pylint: disable=g-import-not-at-top
-  a = np.asarray(generated, np.float32) / 255.0
-  b = np.asarray(target, np.float32) / 255.0
-  return np.asarray(dm_pix.ssim(a, b, max_val=1.0)), np.asarray(dm_pix.psnr(a, b))
+  """Per-image SSIM and PSNR (tryon_jax.eval.metrics: dm-pix) of uint8 [N, R, R, 3] images."""
+  from tryon_jax.eval import metrics  # pylint: disable=g-import-not-at-top
+  return metrics.ssim(generated, target), metrics.psnr(generated, target)
 
 
 class InceptionScorer:
-  """Collects InceptionV3 pool3 features of try-ons and of real photos, then FID and KID.
+  """Collects InceptionV3 pool3 features of try-ons and of real photos, then FID and KID
+  (tryon_jax.eval.fid). Without the weights file, ``skipped`` says why and how to make it, and
+  every call is a no-op.
 
-  Wraps the tryon_jax.eval FID/KID API; ``skipped`` holds the reason when it cannot run (no
-  weights, or the API is not importable), and then every call is a no-op.
+  weights: the converted .npz; "" = tryon_jax.eval's default ($TRYON_INCEPTION_NPZ or
+  ~/.cache/tryon_jax/inception_fid.npz). A file that exists but does not load is an error.
   """
 
   def __init__(self, weights: str):
+    from tryon_jax.eval import fid as fid_lib  # pylint: disable=g-import-not-at-top
+    from tryon_jax.eval import inception  # pylint: disable=g-import-not-at-top
+    self._fid = fid_lib
     self.skipped: str | None = None
     self._fake: list[np.ndarray] = []
     self._real: list[np.ndarray] = []
-    if not weights:
-      self.skipped = f"no InceptionV3 weights given: {ENABLE_FID_HINT}"
-      return
-    if not os.path.isfile(weights):
-      self.skipped = f"InceptionV3 weights {weights} not found: {ENABLE_FID_HINT}"
+    path = os.path.abspath(os.path.expanduser(weights or inception.default_weights_path()))
+    if not os.path.isfile(path):
+      self.skipped = (f"no InceptionV3 weights at {path}: {inception.how_to_create(path)} "
+                      "(or pass --inception_weights=PATH.npz)")
       return
     try:
-      from tryon_jax.eval import fid as fid_lib  # pylint: disable=g-import-not-at-top
-      self._fid = fid_lib
-      self._features = fid_lib.load_feature_fn(weights)
-    except (ImportError, AttributeError) as e:
-      self.skipped = f"FID/KID code of tryon_jax.eval not available ({type(e).__name__}: {e})"
+      self._features = fid_lib.load_feature_fn(path)
+    except inception.WeightsError as e:
+      raise options_lib.OptionError(f"--inception_weights: {e}") from None
 
   def add(self, generated: np.ndarray, real: np.ndarray) -> None:
     """uint8 [N, R, R, 3] try-ons and real photos."""
     if self.skipped is None:
-      self._fake.append(np.asarray(self._features(generated)))
-      self._real.append(np.asarray(self._features(real)))
+      self._fake.append(np.asarray(self._features(generated), np.float32))
+      self._real.append(np.asarray(self._features(real), np.float32))
 
   def results(self) -> dict[str, float]:
     if self.skipped is not None:
       return {}
     fake, real = np.concatenate(self._fake), np.concatenate(self._real)
-    fid = self._fid.fid_from_stats(self._fid.compute_stats(fake), self._fid.compute_stats(real))
+    if len(fake) < 2:
+      self.skipped = f"{len(fake)} example(s): FID/KID need at least 2"
+      return {}
+    fid = self._fid.fid_from_stats(self._fid.compute_stats(fake, self._features),
+                                   self._fid.compute_stats(real, self._features))
     kid = self._fid.kid_from_features(fake, real)
-    kid_mean, kid_std = (kid if isinstance(kid, tuple) else (kid, float("nan")))
-    return {"fid": float(fid), "kid": float(kid_mean), "kid_std": float(kid_std)}
+    return {"fid": float(fid), "kid": float(kid.mean), "kid_std": float(kid.std)}
 
 
 def _stage_plan(config: ml_collections.ConfigDict, workdir: str,
