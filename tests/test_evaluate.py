@@ -19,8 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_inference_support as support  # pylint: disable=wrong-import-position
 
 from configs import demo  # pylint: disable=wrong-import-position
-from tryon_jax.diffusion import cascade as cascade_lib  # pylint: disable=wrong-import-position
-from tryon_jax.diffusion import schedules  # pylint: disable=wrong-import-position
 from tryon_jax.eval import evaluate  # pylint: disable=wrong-import-position
 from tryon_jax.inference import checkpoints  # pylint: disable=wrong-import-position
 from tryon_jax.inference import inputs  # pylint: disable=wrong-import-position
@@ -60,6 +58,7 @@ def test_cli_eval_writes_json_and_tensorboard_and_says_fid_was_skipped(setup, tm
   with open(path, encoding="utf-8") as f:
     results = json.load(f)
   assert results["setting"] == "paired" and results["num_examples"] == 4
+  assert results["psnr_exact_matches"] == 0
   assert results["resolution"] == 16
   metrics = results["metrics"]
   assert -1.0 <= metrics["ssim"] <= 1.0 and metrics["ssim"] == line["ssim"]
@@ -93,31 +92,9 @@ def test_ssim_psnr_of_identical_and_of_different_images():
 # ------------------------------------------------------------------------------ stand-ins
 
 
-def _oracle(config, source: str):
-  """eps-model whose denoised estimate is cond[source] (0 under the null cond): with guidance
-  weight 1 and no noise augmentation the sample is cond[source] itself."""
-  schedule = schedules.make_schedule(config.diffusion)
-
-  def model_fn(x, t, cond):
-    alpha, sigma = schedule.alpha_sigma(t)
-    return (x - alpha[:, None, None, None] * cond[source]) / sigma[:, None, None, None]
-
-  return model_fn
-
-
 @pytest.fixture
 def stand_in_cascade(monkeypatch):
-  """checkpoints.build_cascade with each checkpoint's network replaced by an oracle (base:
-  output = the agnostic image; SR: output = its low-res input, upsampled)."""
-  def build(ckpts, **_):
-    stages = []
-    for ckpt in ckpts:
-      source = "lowres" if "lowres" in tuple(ckpt.config.model.cond_images) else "agnostic"
-      stages.append(cascade_lib.Stage.from_model_fn(
-          ckpt.config, _oracle(ckpt.config, source), steps=2, guidance_weight=1.0,
-          noise_aug=0.0, name=ckpt.stage))
-    return cascade_lib.Cascade(stages)
-  monkeypatch.setattr(checkpoints, "build_cascade", build)
+  monkeypatch.setattr(checkpoints, "build_cascade", support.stand_in_build_cascade)
 
 
 def _expected(records, refs, resolution, make_output):

@@ -274,3 +274,23 @@ def test_two_stage_tryon_writes_pngs_of_each_stage_size(setup, tmp_path):
   with Image.open(out / f"{pair_id}.png") as final, Image.open(
       out / f"{pair_id}.sr1024.png") as last_stage:
     np.testing.assert_array_equal(np.asarray(final), np.asarray(last_stage))
+
+
+def test_records_with_a_pairs_file_give_one_png_per_pair(setup, tmp_path, monkeypatch):
+  monkeypatch.setattr(checkpoints, "build_cascade", support.stand_in_build_cascade)
+  pairs = tmp_path / "pairs.txt"
+  pairs.write_text("000003_00.jpg 000000_01.jpg\n000001_00.jpg 000001_01.jpg\n")
+  out = tmp_path / "out"
+  opts = options.TryOnOptions(ckpt={"base128": setup["base"]}, records=setup["data"]["records"],
+                              pairs=str(pairs), out=str(out), batch_size=4)
+  written = tryon.tryon(demo.get_config(), opts)
+  names = ["000003_00__000000_01.png", "000001_00__000001_01.png"]
+  assert written == [str(out / n) for n in names] and sorted(os.listdir(out)) == sorted(names)
+  records = inputs.RecordSet(setup["data"]["records"])
+  for name, ref in zip(names, records.from_pairs_file(str(pairs))):
+    with Image.open(out / name) as image:
+      got = np.asarray(image)
+    # the stand-in base stage returns the person's agnostic image at the stage's 16 px
+    want = tryon.to_uint8(records.example(ref, 16)["agnostic"])
+    assert got.shape == (16, 16, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

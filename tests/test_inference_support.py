@@ -107,6 +107,32 @@ def save_initial_checkpoint(workdir: str, config) -> str:
   return workdir
 
 
+def oracle(config, source: str):
+  """eps-model whose denoised estimate is cond[source] (0 under the null cond): with guidance
+  weight 1 and no noise augmentation the sample is cond[source] itself."""
+  from tryon_jax.diffusion import schedules  # pylint: disable=g-import-not-at-top
+  schedule = schedules.make_schedule(config.diffusion)
+
+  def model_fn(x, t, cond):
+    alpha, sigma = schedule.alpha_sigma(t)
+    return (x - alpha[:, None, None, None] * cond[source]) / sigma[:, None, None, None]
+
+  return model_fn
+
+
+def stand_in_build_cascade(ckpts, **_):
+  """A replacement for checkpoints.build_cascade: each checkpoint's network becomes an oracle
+  (base: output = the agnostic image; SR: output = its low-res input, upsampled)."""
+  from tryon_jax.diffusion import cascade  # pylint: disable=g-import-not-at-top
+  stages = []
+  for ckpt in ckpts:
+    source = "lowres" if "lowres" in tuple(ckpt.config.model.cond_images) else "agnostic"
+    stages.append(cascade.Stage.from_model_fn(
+        ckpt.config, oracle(ckpt.config, source), steps=2, guidance_weight=1.0, noise_aug=0.0,
+        name=ckpt.stage))
+  return cascade.Cascade(stages)
+
+
 def run_main(args: list[str], timeout: float = 300):
   """``python -m tryon_jax.main ARGS`` in a child process (captured output)."""
   return train_support.run_python(["-m", "tryon_jax.main", *args], timeout=timeout)

@@ -104,14 +104,12 @@ class InceptionScorer:
     return {"fid": float(fid), "kid": float(kid.mean), "kid_std": float(kid.std)}
 
 
-def _stage_plan(config: ml_collections.ConfigDict, workdir: str,
-                opts: options_lib.EvalOptions) -> tuple[list[checkpoints.StageCheckpoint],
-                                                        int | None]:
+def _stage_plan(workdir: str, opts: options_lib.EvalOptions
+                ) -> tuple[list[checkpoints.StageCheckpoint], int | None]:
   """The stages to run and, for a cascade that starts at an SR stage, the low-res input side."""
   ckpts = checkpoints.resolve_all(opts.ckpt)
   if not ckpts:
     ckpts = [checkpoints.resolve(workdir, "--workdir")]
-  del config
   first = ckpts[0].config
   if "lowres" not in tuple(first.model.cond_images):
     return ckpts, None
@@ -146,13 +144,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   start_time = time.time()
   if not opts.records:
     raise options_lib.OptionError("--records GLOB is required: the test records to evaluate on")
+  if opts.name is not None and (not opts.name or os.sep in opts.name or opts.name[0] == "."):
+    raise options_lib.OptionError(f"--eval_name={opts.name!r}: want a plain file name")
   batch_size = int(tryon_lib.inference_setting(config, "batch_size", opts.batch_size))
   seed = int(tryon_lib.inference_setting(config, "seed", opts.seed))
   weights = opts.inception_weights
   if weights is None:
     weights = str(config.get("inference", {}).get("inception_weights", ""))
   grid_rows = int(config.get("inference", {}).get("eval_grid_rows", 4))
-  ckpts, lowres_size = _stage_plan(config, workdir, opts)
+  ckpts, lowres_size = _stage_plan(workdir, opts)
   opts.check(len(ckpts))
   records = inputs.RecordSet(opts.records)
   refs, setting = pairs_to_score(records, opts)
@@ -183,15 +183,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
       grid = _grid(chunk, generated, grid_rows)
 
   metrics: dict[str, float] = {}
+  skipped: dict[str, str] = {}
+  # PSNR is +inf for an exact match: the mean is over the finite values, and the count of exact
+  # matches is reported beside it (strict JSON has no infinity).
+  finite = [v for v in psnr if math.isfinite(v)]
+  exact_matches = len(psnr) - len(finite)
   if ssim:
     metrics["ssim"] = float(np.mean(ssim))
-    # PSNR is infinite for an exact match; report the mean over finite values and say so.
-    finite = [v for v in psnr if math.isfinite(v)]
-    metrics["psnr"] = float(np.mean(finite)) if finite else float("inf")
+    if finite:
+      metrics["psnr"] = float(np.mean(finite))
+    else:
+      skipped["psnr"] = "every try-on equals its ground truth exactly (PSNR = +inf)"
   metrics.update(scorer.results())
-  skipped = {}
   if scorer.skipped:
-    skipped = {"fid": scorer.skipped, "kid": scorer.skipped}
+    skipped.update(fid=scorer.skipped, kid=scorer.skipped)
   if setting != "paired":
     skipped.update(ssim="unpaired: no ground truth", psnr="unpaired: no ground truth")
   step = ckpts[-1].step
@@ -199,6 +204,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   results = {
       "name": name, "setting": setting, "records": opts.records, "pairs": opts.pairs,
       "num_examples": len(refs), "resolution": resolution, "metrics": metrics,
+      "psnr_exact_matches": exact_matches,
       "skipped": skipped, "seed": seed, "batch_size": batch_size,
       "stages": [{"stage": s.name, "checkpoint": c.step_dir, "step": c.step,
                   "sampler": s.config.diffusion.sampler,
@@ -234,7 +240,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   try:
     opts = opts if opts is not None else options_lib.eval_from_flags()
     results = evaluate(config, workdir, opts)
-  except tryon_lib.ERRORS as e:
+  except (*tryon_lib.ERRORS, OSError) as e:  # OSError: e.g. WORKDIR/eval not writable
     print(f"ERROR: {e}", file=sys.stderr)
     return 1
   print(json.dumps({"eval": results["path"], **results["metrics"]}))

@@ -171,8 +171,8 @@ class PairRef:
 def _read_raw(path: str) -> Iterator[tuple[str, bytes]]:
   """(where, serialized record) of every record of one .tfrecord / .array_record file."""
   if path.endswith(".array_record"):
-    from array_record.python.array_record_module import ArrayRecordReader  # pylint: disable=g-import-not-at-top
-    reader = ArrayRecordReader(path)
+    from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+    reader = array_record_module.ArrayRecordReader(path)
     try:
       for i in range(reader.num_records()):
         yield f"{path}#record {i}", reader.read([i])[0]

@@ -216,7 +216,7 @@ def run(config: ml_collections.ConfigDict, opts: options_lib.TryOnOptions | None
   try:
     opts = opts if opts is not None else options_lib.tryon_from_flags()
     written = tryon(config, opts)
-  except ERRORS as e:
+  except (*ERRORS, OSError) as e:  # OSError: e.g. an --out folder that cannot be written
     print(f"ERROR: {e}", file=sys.stderr)
     return 1
   print(f"wrote {len(written)} PNG(s) to {opts.out}", file=sys.stderr)
