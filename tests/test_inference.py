@@ -294,3 +294,14 @@ def test_records_with_a_pairs_file_give_one_png_per_pair(setup, tmp_path, monkey
     want = tryon.to_uint8(records.example(ref, 16)["agnostic"])
     assert got.shape == (16, 16, 3)
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_array_record_sets_read_like_tfrecord_sets(setup, tmp_path):
+  viton_hd.convert(setup["data"]["raw"], "train", str(tmp_path / "ar"), fmt="arrayrecord",
+                   resolution=support.RECORD_RESOLUTION, progress=False)
+  from_ar = inputs.RecordSet(str(tmp_path / "ar" / "*.array_record"))
+  from_tf = inputs.RecordSet(setup["data"]["records"])
+  assert from_ar.ids == from_tf.ids
+  a, b = from_ar.example(from_ar.shifted()[1], 16), from_tf.example(from_tf.shifted()[1], 16)
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], key)
