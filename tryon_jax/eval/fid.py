@@ -327,9 +327,9 @@ def main(argv: Sequence[str] | None = None, feature_fn: FeatureFn | None = None)
   except (EvalInputError, inception.WeightsError) as e:
     print(f"ERROR: {e}", file=sys.stderr)
     return 1
+  subset_size = kid_subset_size(stats_a.n, stats_b.n, args.kid_subset_size)
   print(json.dumps({"fid": fid, "kid": kid.mean, "kid_std": kid.std, "n_a": stats_a.n,
-                    "n_b": stats_b.n,
-                    "kid_subset_size": kid_subset_size(stats_a.n, stats_b.n, args.kid_subset_size)}))
+                    "n_b": stats_b.n, "kid_subset_size": subset_size}))
   return 0
 
 

@@ -22,6 +22,7 @@ stride and padding against this architecture.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Callable, Iterator, Sequence
 
@@ -160,7 +161,7 @@ class InceptionD(nnx.Module):
 
 
 class InceptionE(nnx.Module):
-  """8x8 block with 1x3/3x1 branches; ``pool`` is "avg" (mixed_9) or "max" (mixed_10, TF's quirk)."""
+  """8x8 block with 1x3/3x1 branches; ``pool``: "avg" (mixed_9) or "max" (mixed_10, TF's quirk)."""
 
   def __init__(self, cin: int, pool: str, *, rngs: nnx.Rngs):
     self.conv = ConvBN(cin, 320, 1, rngs=rngs)
@@ -222,6 +223,12 @@ class InceptionV3(nnx.Module):
     return x.reshape(x.shape[0], FEATURE_DIM)
 
 
+@functools.lru_cache(maxsize=1)
+def _abstract_inception() -> tuple[nnx.GraphDef, nnx.State]:
+  """The architecture with shapes only (no initializer runs); every variable is set on load."""
+  return nnx.split(nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0))))
+
+
 def load_inception(path: str | None = None) -> InceptionV3:
   """InceptionV3 with the converted weights at ``path`` (default: default_weights_path())."""
   path = os.path.expanduser(path or default_weights_path())
@@ -233,8 +240,8 @@ def load_inception(path: str | None = None) -> InceptionV3:
   except (OSError, ValueError) as e:
     raise WeightsError(f"InceptionV3 FID weights {path} unreadable ({e}); "
                        f"{how_to_create(path)}") from e
-  # Abstract build (no initializer runs): every variable is then set from the file.
-  model = nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0)))
+  graphdef, abstract_state = _abstract_inception()
+  model = nnx.merge(graphdef, abstract_state, copy=True)  # fresh variables, shapes only
   expected = set()
   for parts, module in nnx.iter_modules(model):
     if not isinstance(module, ConvBN):
@@ -247,11 +254,10 @@ def load_inception(path: str | None = None) -> InceptionV3:
     if missing:
       raise WeightsError(f"{path}: no {name}.{missing[0]}: not an InceptionV3 FID .npz; "
                          f"{how_to_create(path)}")
-    if (int(values["stride"]) != module.stride
-        or tuple(int(p) for p in values["padding"]) != module.padding):
-      raise WeightsError(f"{path}: {name} has stride {values['stride']} padding "
-                         f"{tuple(values['padding'])}, the architecture stride {module.stride} "
-                         f"padding {module.padding}")
+    stride, padding = int(values["stride"]), tuple(int(p) for p in values["padding"])
+    if (stride, padding) != (module.stride, module.padding):
+      raise WeightsError(f"{path}: {name} has stride {stride} padding {padding}, the "
+                         f"architecture stride {module.stride} padding {module.padding}")
     for variable, key in ((module.conv.kernel, "kernel"), (module.bn.bias, "beta"),
                           (module.bn.mean, "mean"), (module.bn.var, "var")):
       if tuple(variable.shape) != values[key].shape:
