@@ -88,9 +88,15 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text  # a plain string, e.g. model.dtype=bfloat16
+    *parents, field = key.split(".")
+    node = config
+    for name in parents:
+      node = node.get(name) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or field not in node:
+      raise SystemExit(f"--set {item!r}: the config has no field {key!r}")
     try:
-      config.update_from_flattened_dict({key: value})
-    except (KeyError, AttributeError, TypeError, ValueError) as e:
+      setattr(node, field, value)  # ConfigDict refuses a value of another type
+    except (TypeError, ValueError) as e:
       raise SystemExit(f"--set {item!r}: {type(e).__name__}: {e}") from None
 
 

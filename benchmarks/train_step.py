@@ -19,7 +19,10 @@ the model + loss + Adam + EMA update, not the input pipeline (benchmarks.data me
     XLA's own ops, so it counts every matmul/conv once whatever the kernels (the MFU numerator);
   * mfu = model_flops_per_step / pipelined_step_s / (peak FLOP/s per device x devices), the peak
     from benchmarks.common (datasheet dense bf16; on CPU a float32 matmul measured in this run);
-  * peak_mem_bytes: the device allocator's peak, or the process's max RSS on CPU.
+  * donated_bytes: bytes of inputs the compiled step updates in place (XLA's alias analysis):
+    about the whole train state when donation works;
+  * peak_mem_bytes: the device allocator's peak, or the process's max RSS on CPU (a process-wide
+    peak: with --batch=16,32 the second row's peak covers both; list batches in rising order).
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import time
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
@@ -46,7 +48,8 @@ COLUMNS = ("date", "device", "devices", "jax", "flax", "config", "dtype", "remat
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", default="configs/demo.py", help="config file[:variant]")
-  p.add_argument("--batch", type=int, default=0, help="global batch (0 = config.train.batch_size)")
+  p.add_argument("--batch", default="0",
+                 help="global batch, or a comma list (one result each; 0 = config.train.batch_size)")
   p.add_argument("--steps", type=int, default=10, help="timed steps")
   p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -97,83 +100,92 @@ def model_flops(config, mesh, abstract_batch) -> float:
   return common.cost_analysis_flops(lowered)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> list[dict]:
+  """One result per --batch entry; the train state is built once and carried between them."""
   from tryon_jax.parallel import sharding  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
   config = common.load_config(args.config, args.set)
-  if args.batch:
-    config.train.batch_size = args.batch
-  batch_size = int(config.train.batch_size)
-  if args.steps < 1 or args.warmup < 0:
-    raise SystemExit(f"--steps={args.steps} must be >= 1 and --warmup={args.warmup} >= 0")
+  try:
+    batches = [int(b) for b in str(args.batch).split(",")]
+  except ValueError:
+    raise SystemExit(f"--batch={args.batch!r}: expected an int or a comma list of ints") from None
+  batches = [b or int(config.train.batch_size) for b in batches]
+  if args.steps < 1 or args.warmup < 0 or min(batches) < 1:
+    raise SystemExit(f"--steps={args.steps} and --batch={args.batch} must be >= 1, "
+                     f"--warmup={args.warmup} >= 0")
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   start = time.perf_counter()
   spec = state_lib.state_spec(config, mesh)
-  state = jax.block_until_ready(state_lib.init_state(config, spec))
+  holder = {"state": jax.block_until_ready(state_lib.init_state(config, spec))}
   init_s = time.perf_counter() - start
-  batch = sharding.host_local_to_global(random_batch(config, batch_size),
-                                        sharding.batch_sharding(mesh))
   train_step = step_lib.make_train_step(config, spec)
-
-  start = time.perf_counter()
-  with jax.set_mesh(mesh):
-    compiled = train_step.lower(state, batch).compile()
-  compile_s = time.perf_counter() - start
-  flops = common.cost_analysis_flops(compiled)
-
-  holder = {"state": state}
-  del state  # donated on the first call
-
-  def one_step():
-    holder["state"], metrics = compiled(holder["state"], batch)
-    jax.block_until_ready((holder["state"], metrics))
-    return metrics
-
-  times = common.time_calls(one_step, warmup=args.warmup, iters=args.steps)
-  start = time.perf_counter()
-  metrics = None
-  for _ in range(args.steps):  # the train loop's way: dispatch ahead, block once at the end
-    holder["state"], metrics = compiled(holder["state"], batch)
-  jax.block_until_ready((holder["state"], metrics))
-  pipelined_s = (time.perf_counter() - start) / args.steps
-  loss = float(jax.device_get(metrics["loss"]))
-  if not np.isfinite(loss):
-    raise SystemExit(f"train step produced a non-finite loss ({loss}): the timing is meaningless")
-  peak_mem, mem_source = common.peak_memory_bytes()
-
-  abstract_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                               sharding=x.sharding), batch)
-  mflops = model_flops(config, mesh, abstract_batch)
-  peak, peak_source = common.peak_flops_per_device()
-  n = jax.device_count()
-  achieved = mflops / pipelined_s
   info = common.device_info()
-  return {
-      "benchmark": TABLE, **info, "config": args.config, "overrides": list(args.set),
-      "dtype": str(config.model.dtype), "remat": bool(config.model.remat), "batch": batch_size,
-      "init_s": init_s, "compile_s": compile_s, "step_s": common.median(times),
-      "step_s_min": min(times),
-      "pipelined_step_s": pipelined_s, "images_per_s": batch_size / pipelined_s,
-      "flops_per_step": flops, "model_flops_per_step": mflops, "achieved_flops": achieved,
-      "peak_flops_per_device": peak, "peak_source": peak_source, "mfu": achieved / (peak * n),
-      "peak_mem_bytes": peak_mem, "peak_mem_source": mem_source, "loss": loss,
-  }
+  peak = None
+  results = []
+  for batch_size in batches:
+    config.train.batch_size = batch_size
+    batch = sharding.host_local_to_global(random_batch(config, batch_size),
+                                          sharding.batch_sharding(mesh))
+    start = time.perf_counter()
+    with jax.set_mesh(mesh):
+      compiled = train_step.lower(holder["state"], batch).compile()
+    compile_s = time.perf_counter() - start
+    flops = common.cost_analysis_flops(compiled)
+    memory = compiled.memory_analysis()  # aliased bytes = donated state updated in place
+    aliased = int(getattr(memory, "alias_size_in_bytes", 0) or 0) if memory is not None else 0
+
+    def one_step(compiled=compiled, batch=batch):
+      holder["state"], metrics = compiled(holder["state"], batch)  # state donated: replaced
+      jax.block_until_ready((holder["state"], metrics))
+
+    times = common.time_calls(one_step, warmup=args.warmup, iters=args.steps)
+    start = time.perf_counter()
+    metrics = None
+    for _ in range(args.steps):  # the train loop's way: dispatch ahead, block once at the end
+      holder["state"], metrics = compiled(holder["state"], batch)
+    jax.block_until_ready((holder["state"], metrics))
+    pipelined_s = (time.perf_counter() - start) / args.steps
+    loss = float(jax.device_get(metrics["loss"]))
+    if not np.isfinite(loss):
+      raise SystemExit(f"train step produced a non-finite loss ({loss}) at batch {batch_size}: "
+                       "the timing is meaningless")
+    peak_mem, mem_source = common.peak_memory_bytes()
+    abstract_batch = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), batch)
+    mflops = model_flops(config, mesh, abstract_batch)
+    if peak is None:  # after the step timings: on CPU this runs a matmul benchmark
+      peak, peak_source = common.peak_flops_per_device()
+    achieved = mflops / pipelined_s
+    results.append({
+        "benchmark": TABLE, **info, "config": args.config, "overrides": list(args.set),
+        "dtype": str(config.model.dtype), "remat": bool(config.model.remat), "batch": batch_size,
+        "init_s": init_s, "compile_s": compile_s, "step_s": common.median(times),
+        "step_s_min": min(times), "pipelined_step_s": pipelined_s,
+        "images_per_s": batch_size / pipelined_s, "flops_per_step": flops,
+        "model_flops_per_step": mflops, "achieved_flops": achieved,
+        "peak_flops_per_device": peak, "peak_source": peak_source,
+        "mfu": achieved / (peak * jax.device_count()), "peak_mem_bytes": peak_mem,
+        "peak_mem_source": mem_source, "donated_bytes": aliased, "loss": loss})
+    common.emit(results[-1])
+    if args.results:
+      append(args.results, results[-1])
+  return results
+
+
+def append(path: str, result: dict) -> None:
+  config = result["config"] + "".join(f" {s}" for s in result["overrides"])
+  common.append_row(path, TABLE, COLUMNS, {
+      **result, "device": result["device_kind"], "devices": result["num_devices"],
+      "config": config, "model_gflops_per_step": result["model_flops_per_step"] / 1e9,
+      "achieved_tflops": result["achieved_flops"] / 1e12,
+      "peak_tflops": result["peak_flops_per_device"] / 1e12,
+      "peak_mem_gb": result["peak_mem_bytes"] / 1e9, "command": common.command_line()})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  args = parse_args(argv)
-  result = run(args)
-  common.emit(result)
-  if args.results:
-    config = result["config"] + "".join(f" {s}" for s in result["overrides"])
-    common.append_row(args.results, TABLE, COLUMNS, {
-        **result, "device": result["device_kind"], "devices": result["num_devices"],
-        "config": config, "model_gflops_per_step": result["model_flops_per_step"] / 1e9,
-        "achieved_tflops": result["achieved_flops"] / 1e12,
-        "peak_tflops": result["peak_flops_per_device"] / 1e12,
-        "peak_mem_gb": result["peak_mem_bytes"] / 1e9, "command": common.command_line()})
+  run(parse_args(argv))
 
 
 if __name__ == "__main__":

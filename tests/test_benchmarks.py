@@ -1,0 +1,165 @@
+"""benchmarks/: each runs on a tiny config and prints well-formed JSON results and a RESULTS.md row.
+
+The three benchmark commands run once, concurrently, as subprocesses (module fixture), with their
+--results pointed at temporary copies of benchmarks/RESULTS.md, so the committed file is never
+touched (checked). XLA's backend optimization is turned down in those subprocesses: these tests
+check structure, not speed, and compilation dominates their run time.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import common
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "benchmarks", "RESULTS.md")
+
+TINY_PARALLEL = ["model.resolution=16", "model.channels=(8,16)", "model.person_blocks=(1,1)",
+                 "model.garment_blocks=(1,1)", "model.attention=(False,True)", "model.head_dim=8",
+                 "model.garment_decoder_levels=1", "model.pose_embed_dim=16", "model.cond_dim=32",
+                 "model.pool_heads=2"]
+TINY_SR256 = ["model.resolution=32", "model.channels=(8,16)", "model.person_blocks=(1,1)",
+              "model.garment_blocks=(1,1)", "model.attention=(False,True)", "model.head_dim=8",
+              "model.pose_embed_dim=16", "model.cond_dim=32", "model.pool_heads=2"]
+TINY_SR1024 = ["model.channels=(8,16)", "model.blocks=(1,1)", "model.cond_dim=32"]
+
+
+def _sets(prefix, items):
+  return [a for item in items for a in ("--set", prefix + item)]
+
+
+COMMANDS = {
+    "train_step": ["--config=configs/demo.py", "--batch=2", "--steps=2", "--warmup=1",
+                   *_sets("", TINY_PARALLEL)],
+    "sampling": ["--cascade=tiny", "--samplers=ddim,dpmpp_2m", "--steps=2", "--batch=1",
+                 "--iters=1", *_sets("base128.", TINY_PARALLEL), *_sets("sr256.", TINY_SR256),
+                 *_sets("sr1024.", TINY_SR1024)],
+    "data": ["--config=configs/demo.py", "--num=4", "--batch=4", "--batches=3", "--warmup=1",
+             "--record_resolution=32"],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """{benchmark: (returncode, stdout, stderr, results path)}, all run concurrently."""
+  before = open(RESULTS, "rb").read()
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+  procs = {}
+  for name, args in COMMANDS.items():
+    results = str(tmp_path_factory.mktemp(name) / "RESULTS.md")
+    shutil.copy(RESULTS, results)
+    procs[name] = (subprocess.Popen(
+        [sys.executable, "-m", f"benchmarks.{name}", *args, f"--results={results}"], cwd=REPO,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), results)
+  out = {}
+  for name, (proc, results) in procs.items():
+    stdout, stderr = proc.communicate(timeout=600)
+    out[name] = (proc.returncode, stdout, stderr, results)
+  assert open(RESULTS, "rb").read() == before, "a benchmark test wrote the committed RESULTS.md"
+  return out
+
+
+def _records(run):
+  code, stdout, stderr, _ = run
+  assert code == 0, stderr[-3000:]
+  lines = [l for l in stdout.splitlines() if l.startswith("{")]
+  assert lines, f"no JSON line in stdout: {stdout[-2000:]}"
+  return [json.loads(l) for l in lines]
+
+
+def _table_rows(path, table):
+  """Data rows (cells) of the markdown table under '## table'."""
+  lines = open(path, encoding="utf-8").read().split("\n")
+  start = lines.index(f"## {table}") + 1
+  rows = []
+  for line in lines[start:]:
+    if line.startswith("## "):
+      break
+    if line.startswith("| ") and not line.startswith("| date"):
+      rows.append([c.strip() for c in line.strip("|").split("|")])
+  return rows
+
+
+def _new_rows(path, table):
+  """Rows the benchmark appended to its copy of the committed RESULTS.md."""
+  old = _table_rows(RESULTS, table)
+  new = _table_rows(path, table)
+  assert new[:len(old)] == old, "rows already in RESULTS.md were changed"
+  return new[len(old):]
+
+
+def _positive(record, fields):
+  for f in fields:
+    assert f in record, f"missing field {f!r}"
+    assert isinstance(record[f], (int, float)) and record[f] > 0, f"{f}={record[f]!r}"
+
+
+def test_train_step_prints_positive_timings_flops_and_mfu(runs):
+  (r,) = _records(runs["train_step"])
+  assert r["benchmark"] == "train_step" and r["batch"] == 2
+  _positive(r, ["init_s", "compile_s", "step_s", "pipelined_step_s", "images_per_s",
+                "flops_per_step", "model_flops_per_step", "achieved_flops",
+                "peak_flops_per_device", "mfu", "peak_mem_bytes", "donated_bytes"])
+  assert r["peak_source"].startswith("measured_f32_matmul")  # CPU: measured, not a datasheet
+  assert r["mfu"] < 1.0
+  # The lowered count (remat off, XLA attention) and the compiled count agree without remat.
+  assert r["model_flops_per_step"] == pytest.approx(r["flops_per_step"], rel=0.2)
+  rows = _new_rows(runs["train_step"][3], "train_step")
+  assert len(rows) == 1 and rows[0][8] == "2" and "model.channels=(8,16)" in rows[0][5]
+
+
+def test_sampling_prints_one_result_per_sampler_with_stage_latencies(runs):
+  records = _records(runs["sampling"])
+  assert [r["sampler"] for r in records] == ["ddim", "dpmpp_2m"]
+  for r in records:
+    _positive(r, ["latency_s", "s_per_image", "images_per_s"])
+    assert r["compile_s"] >= 0
+    assert set(r["stage_s"]) == {"base128", "sr256", "sr1024"}
+    assert all(v > 0 for v in r["stage_s"].values())
+    assert r["latency_s"] == pytest.approx(sum(r["stage_s"].values()))
+    assert r["stage_resolution"] == {"base128": 16, "sr256": 32, "sr1024": 128}
+    assert r["stage_steps"] == {"base128": 2, "sr256": 2, "sr1024": 2}
+  rows = _new_rows(runs["sampling"][3], "sampling")
+  assert [row[6] for row in rows] == ["ddim", "dpmpp_2m"]
+
+
+def test_data_prints_records_per_second(runs):
+  (r,) = _records(runs["data"])
+  _positive(r, ["records_per_s", "records_per_s_per_core", "cores", "seconds", "batch"])
+  assert r["records_per_s"] == pytest.approx(r["batches"] * r["batch"] / r["seconds"])
+  rows = _new_rows(runs["data"][3], "data")
+  assert len(rows) == 1 and rows[0][7] == "4"
+
+
+def test_append_row_creates_sections_and_appends_under_the_right_heading(tmp_path):
+  path = str(tmp_path / "R.md")
+  common.append_row(path, "a", ("x", "y"), {"x": 1, "y": 0.5})
+  common.append_row(path, "b", ("z",), {"z": "q|r"})
+  common.append_row(path, "a", ("x", "y"), {"x": 2, "y": 2e9})
+  text = open(path).read()
+  assert text.index("| 1 | 0.5 |") < text.index("| 2 | 2e+09 |") < text.index("## b")
+  assert "| q\\|r |" in text
+  common.append_row(path, "a", ("x", "y", "w"), {"x": 3, "w": 4})  # new columns: new header
+  lines = open(path).read().split("\n")
+  i = lines.index("| x | y | w |")
+  assert lines[i - 1] == "" and lines[i + 2] == "| 3 |  | 4 |" and i < lines.index("## b")
+
+
+def test_peak_table_and_bad_overrides():
+  assert common.table_peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+  assert common.table_peak_flops("NVIDIA H100 PCIe") == 756e12
+  assert common.table_peak_flops("TPU v5 lite") == 197e12
+  assert common.table_peak_flops("TPU v5p") == 459e12
+  assert common.table_peak_flops("cpu") is None
+  with pytest.raises(SystemExit, match="model.chanels"):
+    common.load_config(os.path.join(REPO, "configs/demo.py"), ["model.chanels=(8,16)"])
+  with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+    common.load_config(os.path.join(REPO, "configs/demo.py"), ["model.channels"])
+  with pytest.raises(SystemExit, match="no such file"):
+    common.load_config("configs/nope.py")
