@@ -174,6 +174,12 @@ def test_resize_is_tf1_legacy_bilinear():
   np.testing.assert_array_equal(inception.resize_like_tf(image[:, :4, :4], 4), image[:, :4, :4])
 
 
+def test_partial_batches_are_padded_to_powers_of_two():
+  assert [inception.padded_size(n, 50) for n in (1, 2, 3, 4, 5, 16, 17, 33, 50)] == \
+      [1, 2, 4, 4, 8, 16, 32, 50, 50]
+  assert inception.padded_size(3, 2) == 2
+
+
 def write_folder(folder, images, fmt="png"):
   os.makedirs(folder, exist_ok=True)
   for i, im in enumerate(images):

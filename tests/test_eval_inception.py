@@ -168,6 +168,11 @@ def test_cli_on_a_photo_folder_equals_the_api(tmp_path, capsys, weights, extract
   assert (result["kid"], result["kid_std"]) == pytest.approx((kid.mean, kid.std), rel=1e-6)
 
 
+def test_a_partial_batch_gives_the_same_features(extractor, photos, photo_features):
+  # 3 images are padded to 4 rows (the compiled batch) and the padding row is dropped.
+  np.testing.assert_allclose(extractor(photos[1:]), photo_features[1:], rtol=0, atol=1e-5)
+
+
 def test_extractor_refuses_non_uint8_images(extractor):
   with pytest.raises(ValueError, match="uint8"):
     extractor(np.zeros((2, 64, 64, 3), np.float32))

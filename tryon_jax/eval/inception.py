@@ -294,6 +294,13 @@ def resize_like_tf(images: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
   return out
 
 
+def padded_size(n: int, batch_size: int) -> int:
+  """Rows a chunk of n <= batch_size images is padded to: the next power of two, at most
+  batch_size, so small calls (e.g. 4 try-ons at a time) neither recompile for every size nor pay
+  for a full batch."""
+  return min(batch_size, 1 << max(n - 1, 0).bit_length())
+
+
 def _check_uint8(images: np.ndarray, rank_ok: bool) -> None:
   if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and rank_ok
           and images.shape[-1] == 3):
@@ -303,10 +310,11 @@ def _check_uint8(images: np.ndarray, rank_ok: bool) -> None:
 
 
 class Pool3Features:
-  """uint8 images -> pool3 features, in fixed-size batches under one jax.jit compile.
+  """uint8 images -> pool3 features, in fixed-size batches under jax.jit.
 
-  The resize runs on the host (numpy) so images of any size share one compiled forward pass; the
-  last partial batch is padded to ``batch_size`` and the padding's features dropped.
+  The resize runs on the host (numpy) so images of any size share one compiled forward pass; a
+  partial batch is zero-padded to a power of two (at most ``batch_size``: one compile per size
+  used) and the padding's features dropped.
   """
 
   name = "inception-2015-12-05/pool3/tf1-bilinear-299"  # stored with FID stats
@@ -325,7 +333,8 @@ class Pool3Features:
 
   def resized_batches(self, images: np.ndarray | Sequence[np.ndarray]) -> Iterator[np.ndarray]:
     """uint8 [N, H, W, 3] (or a list of uint8 [H, W, 3], sizes may differ) -> float32
-    [batch_size, 299, 299, 3] chunks in [0, 255], the last one zero-padded; made lazily."""
+    [batch_size, 299, 299, 3] chunks in [0, 255], made lazily; the last one is zero-padded to
+    padded_size rows."""
     if isinstance(images, np.ndarray):
       _check_uint8(images, images.ndim == 4)
     else:
@@ -337,13 +346,14 @@ class Pool3Features:
         chunk = resize_like_tf(part)
       else:
         chunk = np.concatenate([resize_like_tf(image[None]) for image in part])
-      if len(chunk) < self.batch_size:
-        chunk = np.concatenate([chunk, np.zeros((self.batch_size - len(chunk),) + chunk.shape[1:],
+      padded = padded_size(len(chunk), self.batch_size)
+      if len(chunk) < padded:
+        chunk = np.concatenate([chunk, np.zeros((padded - len(chunk),) + chunk.shape[1:],
                                                 np.float32)])
       yield chunk
 
   def forward_resized(self, pixels: np.ndarray) -> jax.Array:
-    """float32 [batch_size, 299, 299, 3] in [0, 255] -> [batch_size, 2048] (asynchronous)."""
+    """float32 [B, 299, 299, 3] in [0, 255] -> [B, 2048] (asynchronous; one compile per B)."""
     return self._forward(self._state, jnp.asarray(pixels))
 
   def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
