@@ -62,6 +62,8 @@ def train_config() -> mlc.ConfigDict:
   c.async_checkpointing = True  # write checkpoints in the background while training continues.
   c.persistent_compilation_cache = True  # cache compiled programs in WORKDIR/xla_cache: restarts
   # skip minutes of XLA compilation.
+  c.host_sync_timeout_s = 1800  # multi-host: how long hosts wait for each other to finish
+  # compiling before the first step (large models compile for many minutes).
   return c
 
 

@@ -133,7 +133,8 @@ def test_sample_grid_puts_person_garment_tryon_side_by_side():
   tryon = np.ones((n, r, r, 3))
   grid = loop.make_grid(person, garment, tryon)
   assert grid.shape == (n * r, 3 * r, 3) and grid.dtype == np.uint8
-  assert (grid[:, :r] == 0).all() and (grid[:, r:2 * r] == 128).all() and (grid[:, 2 * r:] == 255).all()
+  assert (grid[:, :r] == 0).all() and (grid[:, r:2 * r] == 128).all()
+  assert (grid[:, 2 * r:] == 255).all()
 
 
 # ------------------------------------------------------------------------------ loop scenarios

@@ -23,7 +23,8 @@ NUM_STEPS = 8
 def _command(workdir) -> list[str]:
   return ["-m", "tryon_jax.main", "--config=configs/demo.py", f"--workdir={workdir}",
           *support.TINY_FLAGS, f"--config.train.num_steps={NUM_STEPS}",
-          "--config.train.checkpoint_every_steps=2", f"--config.train.sample_every_steps={NUM_STEPS}"]
+          "--config.train.checkpoint_every_steps=2",
+          f"--config.train.sample_every_steps={NUM_STEPS}"]
 
 
 def _losses(workdir) -> dict[int, float]:

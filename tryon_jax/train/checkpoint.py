@@ -29,7 +29,7 @@ class NoRestorableCheckpointError(RuntimeError):
 
 
 class Checkpointer:
-  """CheckpointManager wrapper: items ``state`` (nnx.State), ``data_iter`` (Grain) and ``config``."""
+  """A CheckpointManager of items ``state`` (nnx.State), ``data_iter`` (Grain), ``config``."""
 
   def __init__(self, directory: str, *, max_to_keep: int, async_save: bool = True):
     self.directory = os.path.abspath(directory)
@@ -74,8 +74,9 @@ class Checkpointer:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     return self.manager.restore(step, args=ocp.args.Composite(**items))
 
-  def restore_latest(self, abstract_state: Any,
-                     make_data_iter: Callable[[], Any] | None = None) -> tuple[int, Any, Any] | None:
+  def restore_latest(
+      self, abstract_state: Any, make_data_iter: Callable[[], Any] | None = None
+  ) -> tuple[int, Any, Any] | None:
     """Restores the newest readable checkpoint: (step, state, data_iter), or None if there is none.
 
     A checkpoint that fails to restore is moved aside with a warning and the previous one is

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 from PIL import Image
 
@@ -30,6 +32,7 @@ from tryon_jax.train import data_setup
 from tryon_jax.train import state as state_lib
 from tryon_jax.train import step as step_lib
 
+_BARRIER_IDS = itertools.count()
 DatasetFn = Callable[..., Any]  # (config, *, process_index, process_count) -> grain.IterDataset
 
 
@@ -158,13 +161,21 @@ class SampleGridWriter:
 
     self._sample = jax.jit(sample_fn, in_shardings=(spec.shardings, self.replicated, None),
                            out_shardings=self.replicated)
+    self._compiled = {}  # batch shape -> executable
+    self._sync_timeout_s = float(config.train.host_sync_timeout_s)
     self.mesh = spec.mesh
 
   def __call__(self, state: Any, host_batch: dict, name: str, step: int) -> str | None:
-    """Samples try-ons for ``host_batch`` (the same on every host); returns the PNG path (host 0)."""
+    """Samples try-ons for ``host_batch`` (the same on every host); returns the PNG path on
+    host 0, None elsewhere."""
     batch = sharding.host_local_to_global(_numeric(host_batch), self.replicated)
+    shape = batch["person"].shape
     with jax.set_mesh(self.mesh):
-      tryon = np.asarray(jax.device_get(self._sample(state, batch, self.key)))
+      if shape not in self._compiled:  # compile everywhere before the first collective runs
+        self._compiled[shape] = self._sample.lower(state, batch, self.key).compile()
+        sync_hosts(f"tryon_jax_sampler_compiled_{'x'.join(map(str, shape))}",
+                   self._sync_timeout_s)
+      tryon = np.asarray(jax.device_get(self._compiled[shape](state, batch, self.key)))
     if jax.process_index() != 0:
       return None
     grid = make_grid(host_batch["person"], host_batch["garment"], tryon)
@@ -250,6 +261,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
       f.write(config.to_json_best_effort(indent=2))
 
+  sync_hosts("tryon_jax_train_start", tc.host_sync_timeout_s)  # data set-up takes unequal times
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   logging.info("Mesh %s over %d devices (%d processes).", dict(mesh.shape), mesh.size,
                jax.process_count())
@@ -280,6 +292,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   sample_batch = None
   config_json = _config_json(config)
 
+  compiled_step = None
   step = start_step
   last_saved = start_step if restored is not None else None
   last_metrics: dict[str, float] = {}
@@ -313,8 +326,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           raise ValueError(f"the data pipeline yields {global_rows} rows per step over all "
                            f"hosts, config.train.batch_size is {tc.batch_size}")
         batch = sharding.host_local_to_global(local, batch_sharding)
+        if compiled_step is None:
+          compiled_step = _compile_everywhere(train_step, state, batch, mesh, tc)
         with jax.set_mesh(mesh):
-          state, metrics = train_step(state, batch)
+          state, metrics = compiled_step(state, batch)
         step += 1
         if pending is not None:
           last_metrics = _check_and_log(pending, ckpt, writer, tc, start_step)
@@ -343,6 +358,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   if not preempted:
     logging.info("Training finished at step %d; checkpoints in %s.", step, ckpt.directory)
   return TrainResult(step=step, preempted=preempted, last_metrics=last_metrics)
+
+
+def sync_hosts(name: str, timeout_s: float) -> None:
+  """Barrier over all processes through the coordination service (no-op on one process)."""
+  if jax.process_count() > 1:  # barrier keys must be unique: number them (same on every host).
+    ocp.multihost.get_barrier_sync_fn()(key=f"{name}_{next(_BARRIER_IDS)}",
+                                        timeout_ms=int(timeout_s * 1000))
+
+
+def _compile_everywhere(train_step, state, batch, mesh, tc: ml_collections.ConfigDict):
+  """Compiles the step ahead of time, then waits until every host has.
+
+  Hosts finish compiling at different times; the first step's collectives must not start
+  before all are ready (CPU gloo gives up after 30 s, accelerators' collectives also time out).
+  """
+  with jax.set_mesh(mesh):
+    compiled = train_step.lower(state, batch).compile()
+  sync_hosts("tryon_jax_train_step_compiled", tc.host_sync_timeout_s)
+  return compiled
 
 
 def _check_and_log(pending: tuple[int, dict], ckpt: checkpoint_lib.Checkpointer,
