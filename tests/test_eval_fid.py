@@ -4,7 +4,6 @@ A deterministic random-feature extractor stands in for InceptionV3 here (the rea
 tested in test_eval_inception.py), so these tests run everywhere in a few seconds.
 """
 
-import io
 import itertools
 import json
 import os
