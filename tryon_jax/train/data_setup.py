@@ -58,16 +58,20 @@ def _generate_synthetic(config: ml_collections.ConfigDict, workdir: str, out: st
   # Records at the training resolution (the pipeline resizes anyway), but not below the
   # generator's smallest size.
   resolution = max(int(config.data.resolution), SYNTHETIC_MIN_RESOLUTION)
+  # Photos are rendered at data.synthetic_resolution (if set) so that garment patterns stay crisp
+  # after the converter's crop and downscale to the record resolution.
+  render_resolution = max(int(config.data.get("synthetic_resolution", resolution)), resolution)
   parent = os.path.dirname(out)
   os.makedirs(parent, exist_ok=True)
   # A per-process temporary directory: hosts without a shared workdir each make their own copy
   # (the set is deterministic in config.seed), hosts sharing one keep the first complete copy.
   tmp = tempfile.mkdtemp(prefix=f".tmp-synthetic-p{jax.process_index()}-", dir=parent)
   try:
-    logging.info("No data path given: generating %d synthetic pairs at %dpx into %s ...",
-                 config.data.synthetic_num, resolution, parent)
+    logging.info("No data path given: generating %d synthetic pairs (rendered at %dpx, records "
+                 "at %dpx) into %s ...", config.data.synthetic_num, render_resolution, resolution,
+                 parent)
     raw = os.path.join(tmp, "raw")
-    synthetic.generate(raw, num=int(config.data.synthetic_num), resolution=resolution,
+    synthetic.generate(raw, num=int(config.data.synthetic_num), resolution=render_resolution,
                        seed=int(config.seed))
     tmp_records = os.path.join(tmp, "records")
     # The TFRecord pipeline splits files over hosts: a multi-host demo needs a shard per host.
