@@ -155,18 +155,9 @@ def sample_variant(config, workdir: str, batch: dict, sample_steps: int, seed: i
   """Try-ons [N, R, R, 3] in [-1, 1] from the EMA parameters of the run's last checkpoint."""
   import jax  # pylint: disable=g-import-not-at-top
   from tryon_jax.diffusion import conditioning, samplers  # pylint: disable=g-import-not-at-top
-  from tryon_jax.parallel import sharding  # pylint: disable=g-import-not-at-top
-  from tryon_jax.train import checkpoint, loop, state as state_lib  # pylint: disable=g-import-not-at-top
-  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
-  spec = state_lib.state_spec(config, mesh)
-  ckpt = checkpoint.Checkpointer(loop.checkpoint_dir(workdir), max_to_keep=None, async_save=False)
-  try:
-    restored = ckpt.restore_latest(spec.abstract)
-  finally:
-    ckpt.close()
-  if restored is None:
-    raise FileNotFoundError(f"no checkpoint in {loop.checkpoint_dir(workdir)}")
-  _, state, _ = restored
+  from tryon_jax.train import loop, state as state_lib  # pylint: disable=g-import-not-at-top
+  spec, _, state = loop.restore_latest_state(config, workdir)
+  mesh = spec.mesh
   inputs = {k: v for k, v in batch.items() if k not in ("id", "valid", "person")}
   n, r = batch["person"].shape[:2]
 

@@ -73,13 +73,15 @@ class _ArrayRecordSource:
     return f"{self.files[i]}#record {index - self.starts[i]}"
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+  """uint8 [H, H, 3] -> [size, size, 3] (PIL bicubic, as training sees it)."""
   if image.shape[0] == size:
     return image
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
 
 
-def _to_float(image: np.ndarray) -> np.ndarray:
+def to_float(image: np.ndarray) -> np.ndarray:
+  """uint8 -> float32 in [-1, 1]."""
   return image.astype(np.float32) / 127.5 - 1.0
 
 
@@ -95,7 +97,7 @@ class Decode(grain.transforms.Map):
       f = schema.parse_features(element["raw"], tuple(IMAGE_FIELDS[k] for k in self._images))
     except schema.RecordError as e:
       raise CorruptRecordError(f"{element['source']}: corrupt record: {e}") from None
-    out: dict[str, Any] = {k: _resize(f[IMAGE_FIELDS[k]], self._res) for k in self._images}
+    out: dict[str, Any] = {k: resize_image(f[IMAGE_FIELDS[k]], self._res) for k in self._images}
     if self._with_pose:
       out["person_pose"] = f["person/keypoints"]
       out["person_pose_mask"] = f["person/keypoints_mask"]
@@ -130,13 +132,13 @@ class Augment(grain.transforms.RandomMap):
       out["person"] = out["person"][y:y + self._crop, x:x + self._crop]
     for k in IMAGE_FIELDS:
       if k in out:
-        out[k] = _to_float(out[k])
+        out[k] = to_float(out[k])
     return out
 
 
 class ToFloat(grain.transforms.Map):
   def map(self, element: dict) -> dict:
-    return {k: _to_float(v) if k in IMAGE_FIELDS else v for k, v in element.items()}
+    return {k: to_float(v) if k in IMAGE_FIELDS else v for k, v in element.items()}
 
 
 class PadBatch(grain.transforms.Map):

@@ -18,9 +18,9 @@ import dataclasses
 import os
 
 import numpy as np
-from PIL import Image
 
 from tryon_jax.data import labels
+from tryon_jax.data import pipeline
 from tryon_jax.data import preprocess
 from tryon_jax.data import schema
 
@@ -121,14 +121,9 @@ def load_user_pair(pair: UserPair, opts: preprocess.PreprocessOptions,
 
 
 # ---------------------------------------------------------------- records
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-  if image.shape[0] == size:
-    return image
-  return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
-
-
-def _to_float(image: np.ndarray) -> np.ndarray:
-  return image.astype(np.float32) / 127.5 - 1.0
+def _model_image(image: np.ndarray, resolution: int) -> np.ndarray:
+  """uint8 record image -> float32 [R, R, 3] in [-1, 1], exactly as the training pipeline does."""
+  return pipeline.to_float(pipeline.resize_image(image, resolution))
 
 
 def to_example(person_side: dict, garment_side: dict, resolution: int) -> dict[str, np.ndarray]:
@@ -138,9 +133,9 @@ def to_example(person_side: dict, garment_side: dict, resolution: int) -> dict[s
   person_side / garment_side: records as dicts of schema.parse_features keys (the person's and the
   garment's record; the same one for a paired example)."""
   return {
-      "person": _to_float(_resize(person_side["person/image"], resolution)),
-      "agnostic": _to_float(_resize(person_side["agnostic/image"], resolution)),
-      "garment": _to_float(_resize(garment_side["garment/image"], resolution)),
+      "person": _model_image(person_side["person/image"], resolution),
+      "agnostic": _model_image(person_side["agnostic/image"], resolution),
+      "garment": _model_image(garment_side["garment/image"], resolution),
       "person_pose": person_side["person/keypoints"].astype(np.float32),
       "person_pose_mask": person_side["person/keypoints_mask"].astype(np.float32),
       "garment_pose": garment_side["garment/keypoints"].astype(np.float32),
@@ -189,7 +184,6 @@ class RecordSet:
   record) and decoded one pair at a time."""
 
   def __init__(self, pattern: str, flag: str = "--records"):
-    from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
     from tryon_jax.data import tfrecord  # pylint: disable=g-import-not-at-top
     try:
       files, _ = pipeline.list_files(pattern)

@@ -393,13 +393,10 @@ def _check_and_log(pending: tuple[int, dict], ckpt: checkpoint_lib.Checkpointer,
 # ------------------------------------------------------------------------------------------ sample
 
 
-def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, data_path: str,
-                           num_records: int) -> list[str]:
-  """Try-on grids (EMA parameters of the newest checkpoint) for the first ``num_records`` records
-  of ``data_path``, ``config.train.sample_num`` per PNG in WORKDIR/samples/. Returns the paths."""
-  if not data_path:
-    raise ValueError("--mode=sample needs records: pass --sample_data=GLOB or "
-                     "--config.data.path=GLOB")
+def restore_latest_state(config: ml_collections.ConfigDict, workdir: str
+                         ) -> tuple[state_lib.StateSpec, int, Any]:
+  """(spec, step, train state) of the newest readable checkpoint in WORKDIR/checkpoints, on the
+  config's mesh. Raises FileNotFoundError when there is none."""
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   spec = state_lib.state_spec(config, mesh)
   ckpt = checkpoint_lib.Checkpointer(checkpoint_dir(workdir), max_to_keep=None, async_save=False)
@@ -410,6 +407,17 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, data
   if restored is None:
     raise FileNotFoundError(f"--mode=sample: no checkpoint in {ckpt.directory}")
   step, state, _ = restored
+  return spec, step, state
+
+
+def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, data_path: str,
+                           num_records: int) -> list[str]:
+  """Try-on grids (EMA parameters of the newest checkpoint) for the first ``num_records`` records
+  of ``data_path``, ``config.train.sample_num`` per PNG in WORKDIR/samples/. Returns the paths."""
+  if not data_path:
+    raise ValueError("--mode=sample needs records: pass --sample_data=GLOB or "
+                     "--config.data.path=GLOB")
+  spec, step, state = restore_latest_state(config, workdir)
   logging.info("Sampling with the EMA parameters of checkpoint step %d.", step)
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   per_grid = int(config.train.sample_num)
