@@ -27,6 +27,8 @@ def diffusion_config() -> mlc.ConfigDict:
   c.cond_dropout_mode = "joint"  # paper silent on joint vs per-input; joint drops all inputs together.
   c.guidance_weight = 2.0  # paper: weight 2 for all stages.
   c.ema_decay = 0.9999  # paper silent; Imagen-style default.
+  c.ema_warmup_offset = 10.0  # paper silent; decay_t = min(ema_decay, (1+t)/(10+t)) (TF's EMA
+  # num_updates rule): the EMA follows early training instead of holding the init. 0 = constant.
   c.time_mode = "continuous"  # paper silent; "discrete" quantizes t to num_train_timesteps levels.
   c.num_train_timesteps = 1000  # only for time_mode="discrete"; the DDPM convention.
   c.logsnr_min = -20.0  # paper silent: log-SNR clip at t=1 (alpha(1)=4.5e-5, i.e. pure noise) ...

@@ -301,6 +301,16 @@ def test_null_cond_zeroes_images_and_pose_masks_keeps_levels():
 
 # ---------------------------------------------------------------- EMA
 
+def test_ema_decay_warms_up_then_holds_the_configured_decay():
+  steps = jnp.arange(0, 5000)
+  decays = np.asarray(jax.vmap(lambda s: ema.decay_at(s, 0.995, 10.0))(steps))
+  np.testing.assert_allclose(decays[0], 0.1, rtol=1e-6)  # (1 + 0) / (10 + 0)
+  np.testing.assert_allclose(decays[90], 91 / 100, rtol=1e-6)
+  assert np.all(np.diff(decays) >= 0) and decays.max() == pytest.approx(0.995)
+  assert float(decays[-1]) == pytest.approx(0.995)
+  assert float(ema.decay_at(3, 0.995, 0.0)) == pytest.approx(0.995)  # offset 0: no warm-up
+
+
 def test_ema_update_on_pytrees_and_nnx_state():
   ema_tree = {"w": jnp.ones((2, 2)), "inner": {"b": jnp.zeros(3, jnp.bfloat16)}, "n": jnp.int32(1)}
   params = {"w": jnp.zeros((2, 2)), "inner": {"b": jnp.ones(3, jnp.bfloat16)}, "n": jnp.int32(5)}

@@ -10,6 +10,17 @@ import jax.numpy as jnp
 PyTree = Any
 
 
+def decay_at(step: int | jax.Array, decay: float, warmup_offset: float) -> jax.Array:
+  """The EMA decay used at optimizer step ``step`` (0-based): min(decay, (1 + step) / (offset +
+  step)), TF's ExponentialMovingAverage(num_updates) rule, so early EMAs follow training instead of
+  holding the random init for ~1/(1 - decay) steps. warmup_offset <= 0 gives the constant decay."""
+  decay = jnp.float32(decay)
+  if warmup_offset <= 0:
+    return decay
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (jnp.float32(warmup_offset) + step))
+
+
 def ema_update(ema_tree: PyTree, params_tree: PyTree, decay: float | jax.Array) -> PyTree:
   """ema <- decay * ema + (1 - decay) * params, leaf by leaf, in each EMA leaf's dtype.
 

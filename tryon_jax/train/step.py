@@ -49,6 +49,8 @@ def make_train_step(config: ml_collections.ConfigDict, spec: StateSpec, *,
   ema_fn = ema_fn or default_ema
   schedule = optim.learning_rate_schedule(config.train)
   ema_decay = float(config.diffusion.ema_decay)
+  ema_warmup_offset = float(config.diffusion.get("ema_warmup_offset", 0.0))
+  from tryon_jax.diffusion import ema as ema_lib  # pylint: disable=g-import-not-at-top
   seed = int(config.seed)
 
   def train_step(state, batch):
@@ -62,7 +64,8 @@ def make_train_step(config: ml_collections.ConfigDict, spec: StateSpec, *,
     (loss, loss_metrics), grads = nnx.value_and_grad(objective, has_aux=True)(train_state.model)
     train_state.optimizer.update(train_state.model, grads)
     new_state = nnx.state(train_state)
-    new_state["ema"] = ema_fn(new_state["ema"], nnx.state(train_state.model, nnx.Param), ema_decay)
+    decay = ema_lib.decay_at(step, ema_decay, ema_warmup_offset)
+    new_state["ema"] = ema_fn(new_state["ema"], nnx.state(train_state.model, nnx.Param), decay)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in dict(loss_metrics).items()}
     metrics.update(loss=loss.astype(jnp.float32), grad_norm=optax.global_norm(grads),
                    lr=jnp.asarray(schedule(step), jnp.float32))
