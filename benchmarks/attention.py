@@ -4,17 +4,16 @@
 
 For every attention shape of the config's person UNet (self-attention over H*W tokens plus the
 masked pose tokens, cross-attention over the garment tokens, at each attention level), it times
-the forward+backward of tryon_jax.models.layers.multi_head_attention as the model calls it
-(jax.nn.dot_product_attention, implementation=None), and the same forced to implementation="xla"
-and ="cudnn". default_is_cudnn says whether the model's own call compiles to a cuDNN custom call
-(in jax 0.10.2 implementation=None always means XLA); cudnn_ms is empty and cudnn_error set where
-cuDNN rejects the shape/dtype/mask (always on CPU); cudnn_max_abs_diff compares it with XLA.
+the forward+backward of tryon_jax.models.layers.multi_head_attention with
+implementation="xla" and ="cudnn" (jax.nn.dot_product_attention's cuDNN flash attention).
+model_impl is what the config's model.attention_impl resolves to on this device and dtype;
+cudnn_ms is empty and cudnn_error set where cuDNN rejects the shape/dtype/mask (always on CPU);
+cudnn_max_abs_diff compares its output with XLA's.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 from collections.abc import Sequence
 
 import jax
@@ -24,7 +23,7 @@ from benchmarks import common
 
 TABLE = "attention"
 COLUMNS = ("date", "device", "jax", "dtype", "kind", "batch", "tokens", "kv_tokens", "heads",
-           "head_dim", "default_is_cudnn", "default_ms", "xla_ms", "cudnn_ms", "cudnn_max_abs_diff",
+           "head_dim", "model_impl", "xla_ms", "cudnn_ms", "cudnn_max_abs_diff",
            "command")
 
 
@@ -54,17 +53,11 @@ def attention_shapes(model_config) -> list[tuple[str, int, int, int, int, bool]]
   return shapes
 
 
-def _fwd_bwd(implementation: str | None):
+def _fwd_bwd(implementation: str):
   from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
 
   def loss(q, k, v, mask, num_heads):
-    original = jax.nn.dot_product_attention
-    if implementation is not None:
-      jax.nn.dot_product_attention = functools.partial(original, implementation=implementation)
-    try:
-      out = layers.multi_head_attention(q, k, v, num_heads, mask)
-    finally:
-      jax.nn.dot_product_attention = original
+    out = layers.multi_head_attention(q, k, v, num_heads, mask, implementation)
     return jnp.sum(out.astype(jnp.float32) ** 2), out
 
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True),
@@ -72,6 +65,7 @@ def _fwd_bwd(implementation: str | None):
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+  from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
   config = common.load_config(args.config, args.set)
   dtype = jnp.dtype(args.dtype)
   info = common.device_info()
@@ -85,17 +79,19 @@ def run(args: argparse.Namespace) -> list[dict]:
     mask = jnp.ones((args.batch, kv_tokens), jnp.float32) if masked else None
     row = {"benchmark": TABLE, **info, "dtype": args.dtype, "kind": kind, "batch": args.batch,
            "tokens": tokens, "kv_tokens": kv_tokens, "heads": heads, "head_dim": head_dim}
+    row["model_impl"] = layers.attention_implementation(
+        config.model.get("attention_impl", "xla"), dtype)
     outs = {}
-    for name, impl in (("default", None), ("xla", "xla"), ("cudnn", "cudnn")):
+    for name in ("xla", "cudnn"):
       try:
-        compiled = _fwd_bwd(impl).lower(q, k, v, mask, heads).compile()
+        compiled = _fwd_bwd(name).lower(q, k, v, mask, heads).compile()
       except Exception as e:  # pylint: disable=broad-except  (cuDNN refusing is a result)
         if name != "cudnn":
           raise
         row["cudnn_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
         continue
-      if name == "default":
-        row["default_is_cudnn"] = "cudnn" in compiled.as_text().lower()
+      if name == "cudnn" and "cudnn" not in compiled.as_text().lower():
+        row["cudnn_error"] = "compiled without a cuDNN custom call"
       times = common.time_calls(lambda: jax.block_until_ready(compiled(q, k, v, mask)),
                                 warmup=1, iters=args.iters)
       row[f"{name}_ms"] = 1e3 * common.median(times)

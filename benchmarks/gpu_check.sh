@@ -4,8 +4,9 @@
 #   OUT=/tmp/gpu_check bash benchmarks/gpu_check.sh          # on the GPU machine (repo root)
 #   GPU_CHECK_TINY=1 OUT=/tmp/gc bash benchmarks/gpu_check.sh  # smoke test of this script on CPU
 #
-#   1. attention: does jax.nn.dot_product_attention pick cuDNN flash attention for base128's
-#      attention shapes in bf16 (fwd+bwd time vs XLA, max |diff|)?
+#   1. attention: does cuDNN flash attention (model.attention_impl="auto" on GPU in bf16) accept
+#      base128's attention shapes, how fast is it vs XLA, and how close (max |diff|)? Where cuDNN
+#      refuses any shape, the items below run with model.attention_impl=xla;
 #   2. train_step base128 bf16 at batch 16 and 32 (target: >= 40% MFU on one H100);
 #   3. sampling: the paper cascade (DDPM 256 / DDPM 128 / DDIM 32, 128 -> 256 -> 1024) in bf16 at
 #      batch 1 (target: < 20 s per try-on on one H100);
@@ -36,6 +37,8 @@ else
   BATCHES=16,32; BIG_BATCH=64; SAMPLE_BIG_BATCH=4; ATTN_BATCH=8
 fi
 
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95}"  # largest batch
+
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 
 # run NAME MIN_SECONDS MAX_SECONDS -- command...: skipped when under MIN_SECONDS are left.
@@ -63,13 +66,22 @@ run() {
 
 run attention 30 90 -- python -m benchmarks.attention "${BASE[@]}" --dtype=bfloat16 \
     --batch="$ATTN_BATCH"
-run train_step_bf16 120 300 -- python -m benchmarks.train_step "${BASE[@]}" \
+IMPL=()  # the configs' default, "auto" (cuDNN on GPU in bf16), unless cuDNN refused a shape
+SAMPLING_IMPL=()
+if ! grep -q '"cudnn_ms"' "$OUT/attention.jsonl" 2>/dev/null \
+    || grep -q '"cudnn_error"' "$OUT/attention.jsonl"; then
+  IMPL=(--set model.attention_impl=xla)
+  SAMPLING_IMPL=(--set base128.model.attention_impl=xla --set sr256.model.attention_impl=xla)
+fi
+echo "attention_impl for the items below: ${IMPL[*]:-auto}" | tee -a "$SUMMARY"
+
+run train_step_bf16 120 240 -- python -m benchmarks.train_step "${BASE[@]}" "${IMPL[@]}" \
     --set model.dtype=bfloat16 --batch="$BATCHES" --steps=10 --warmup=2
-run sampling_paper_b1 90 240 -- python -m benchmarks.sampling "${SAMPLING[@]}" --dtype=bfloat16 \
-    --batch=1
-run train_step_bf16_remat 120 240 -- python -m benchmarks.train_step "${BASE[@]}" \
+run sampling_paper_b1 90 240 -- python -m benchmarks.sampling "${SAMPLING[@]}" "${SAMPLING_IMPL[@]}" \
+    --dtype=bfloat16 --batch=1
+run train_step_bf16_remat 120 240 -- python -m benchmarks.train_step "${BASE[@]}" "${IMPL[@]}" \
     --set model.dtype=bfloat16 --set model.remat=True --batch="$BIG_BATCH" --steps=5 --warmup=1
-run sampling_paper_b4 90 200 -- python -m benchmarks.sampling "${SAMPLING[@]}" --dtype=bfloat16 \
-    --batch="$SAMPLE_BIG_BATCH"
+run sampling_paper_b4 90 200 -- python -m benchmarks.sampling "${SAMPLING[@]}" "${SAMPLING_IMPL[@]}" \
+    --dtype=bfloat16 --batch="$SAMPLE_BIG_BATCH"
 
 echo "total $(( $(date +%s) - START ))s of ${BUDGET}s" | tee -a "$SUMMARY"

@@ -28,9 +28,7 @@ the model + loss + Adam + EMA update, not the input pipeline (benchmarks.data me
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import functools
 import time
 from collections.abc import Sequence
 
@@ -75,27 +73,18 @@ def random_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray
   return batch
 
 
-@contextlib.contextmanager
-def xla_attention():
-  """Routes jax.nn.dot_product_attention to XLA ops while tracing, so that the cost analysis
-  counts attention FLOPs (a cuDNN flash-attention custom call would count none)."""
-  original = jax.nn.dot_product_attention
-  jax.nn.dot_product_attention = functools.partial(original, implementation="xla")
-  try:
-    yield
-  finally:
-    jax.nn.dot_product_attention = original
-
-
 def model_flops(config, mesh, abstract_batch) -> float:
-  """FLOPs of one step lowered (not compiled) with remat off and XLA attention."""
+  """FLOPs of one step lowered (not compiled) with remat off and XLA attention (a cuDNN
+  flash-attention custom call would count no FLOPs)."""
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   counting = copy.deepcopy(config)
   counting.model.remat = False
+  if "attention_impl" in counting.model:
+    counting.model.attention_impl = "xla"
   spec = state_lib.state_spec(counting, mesh)
   step = step_lib.make_train_step(counting, spec)
-  with xla_attention(), jax.set_mesh(mesh):
+  with jax.set_mesh(mesh):
     lowered = step.lower(spec.abstract, abstract_batch)
   return common.cost_analysis_flops(lowered)
 

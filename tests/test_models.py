@@ -230,6 +230,18 @@ def test_bad_configs_name_the_field():
     build(tiny_parallel(garment_blocks=(1, 2)))
   with pytest.raises(ValueError, match="model.variant"):
     build(tiny_parallel(variant="warp"))
+  with pytest.raises(ValueError, match="model.attention_impl='flash'"):
+    build(tiny_parallel(attention_impl="flash"))
+
+
+def test_attention_impl_auto_is_xla_off_gpu_and_forced_choices_are_kept():
+  # This suite runs on CPU: "auto" must not pick cuDNN (it would fail to compile here).
+  assert jax.default_backend() != "gpu"
+  for dtype in (jnp.float32, jnp.bfloat16):
+    assert layers.attention_implementation("auto", dtype) == "xla"
+  assert layers.attention_implementation("cudnn", jnp.float32) == "cudnn"
+  block = build(tiny_parallel(attention_impl="xla")).person_unet.encoder[1][0]
+  assert block.self_attn.implementation == "xla" == block.cross_attn.implementation
 
 
 SHARDED_INIT = r"""

@@ -130,12 +130,31 @@ class Upsample(nnx.Module):
     return self.conv(x)
 
 
+ATTENTION_IMPLS = ("xla", "cudnn", "auto")
+
+
+def attention_implementation(name: str, dtype) -> str:
+  """model.attention_impl -> the ``implementation`` of jax.nn.dot_product_attention.
+
+  "auto" picks "cudnn" (flash attention) on GPU for 16-bit compute and "xla" elsewhere: cuDNN's
+  fused kernel needs fp16/bf16, and jax's own default (implementation=None) is always XLA.
+  """
+  if name not in ATTENTION_IMPLS:
+    raise ValueError(f"model.attention_impl={name!r}: expected one of {ATTENTION_IMPLS}")
+  if name != "auto":
+    return name
+  sixteen_bit = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+  return "cudnn" if sixteen_bit and jax.default_backend() == "gpu" else "xla"
+
+
 def multi_head_attention(q: jax.Array, k: jax.Array, v: jax.Array, num_heads: int,
-                         kv_mask: jax.Array | None = None) -> jax.Array:
+                         kv_mask: jax.Array | None = None, implementation: str = "xla"
+                         ) -> jax.Array:
   """Scaled dot-product attention over tokens.
 
   q: [B, T, C]; k, v: [B, S, C]; kv_mask: [B, S] (1 = attend) or None -> [B, T, C].
-  Uses jax.nn.dot_product_attention (cuDNN flash attention on GPU where it applies).
+  implementation: "xla" or "cudnn" (jax.nn.dot_product_attention's flash-attention kernel, GPU
+  only); see attention_implementation.
   """
   b, t, c = q.shape
   s = k.shape[1]
@@ -146,7 +165,7 @@ def multi_head_attention(q: jax.Array, k: jax.Array, v: jax.Array, num_heads: in
   mask = None
   if kv_mask is not None:
     mask = (kv_mask > 0)[:, None, None, :]  # [B, 1, 1, S] broadcast over heads and queries
-  out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+  out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
   return out.reshape(b, t, c)
 
 
@@ -157,10 +176,12 @@ class SelfAttention(nnx.Module):
   pairs of each self-attention layer: K, V = [W x ; W' pose], the pose tokens masked where absent.
   """
 
-  def __init__(self, channels: int, head_dim: int, pose_dim: int | None, *, rngs: nnx.Rngs, dtype):
+  def __init__(self, channels: int, head_dim: int, pose_dim: int | None, *, rngs: nnx.Rngs, dtype,
+               attention_impl: str = "xla"):
     if channels % head_dim:
       raise ValueError(f"model.head_dim={head_dim} does not divide {channels} channels")
     self.num_heads = channels // head_dim
+    self.implementation = attention_implementation(attention_impl, dtype)
     self.norm = GroupNorm(channels, rngs=rngs)
     self.qkv = linear(channels, 3 * channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
     self.pose_kv = (linear(pose_dim, 2 * channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
@@ -180,7 +201,7 @@ class SelfAttention(nnx.Module):
       k = jnp.concatenate([k, pk], axis=1)
       v = jnp.concatenate([v, pv], axis=1)
       mask = jnp.concatenate([jnp.ones((b, h * w), pose_mask.dtype), pose_mask], axis=1)
-    out = multi_head_attention(q, k, v, self.num_heads, mask)
+    out = multi_head_attention(q, k, v, self.num_heads, mask, self.implementation)
     return x + self.out(out).reshape(b, h, w, c)
 
 
@@ -191,10 +212,11 @@ class CrossAttention(nnx.Module):
   """
 
   def __init__(self, channels: int, context_channels: int, head_dim: int, *, rngs: nnx.Rngs,
-               dtype):
+               dtype, attention_impl: str = "xla"):
     if channels % head_dim:
       raise ValueError(f"model.head_dim={head_dim} does not divide {channels} channels")
     self.num_heads = channels // head_dim
+    self.implementation = attention_implementation(attention_impl, dtype)
     self.norm = GroupNorm(channels, rngs=rngs)
     self.context_norm = GroupNorm(context_channels, rngs=rngs)
     self.q = linear(channels, channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
@@ -209,7 +231,7 @@ class CrossAttention(nnx.Module):
     ctx = self.context_norm(context)
     ctx = ctx.reshape(b, -1, ctx.shape[-1])
     k, v = jnp.split(self.kv(ctx), 2, axis=-1)
-    out = multi_head_attention(q, k, v, self.num_heads)
+    out = multi_head_attention(q, k, v, self.num_heads, implementation=self.implementation)
     return x + self.out(out).reshape(b, h, w, c)
 
 

@@ -37,9 +37,12 @@ class Block(nnx.Module):
   def __init__(self, in_ch: int, out_ch: int, cfg: ml_collections.ConfigDict, *, self_attention: bool,
                cross_attention: bool, rngs: nnx.Rngs, dtype):
     self.res = layers.ResBlock(in_ch, out_ch, cfg.cond_dim, rngs=rngs, dtype=dtype)
+    impl = cfg.get("attention_impl", "xla")
     self.self_attn = (layers.SelfAttention(out_ch, cfg.head_dim, cfg.pose_embed_dim, rngs=rngs,
-                                           dtype=dtype) if self_attention else None)
-    self.cross_attn = (layers.CrossAttention(out_ch, out_ch, cfg.head_dim, rngs=rngs, dtype=dtype)
+                                           dtype=dtype, attention_impl=impl)
+                      if self_attention else None)
+    self.cross_attn = (layers.CrossAttention(out_ch, out_ch, cfg.head_dim, rngs=rngs, dtype=dtype,
+                                             attention_impl=impl)
                        if cross_attention else None)
 
   def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None):
