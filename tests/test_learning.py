@@ -9,7 +9,9 @@ from benchmarks import learning
 
 TINY = ["--steps", "2", "--num_train", "8", "--num_test", "3", "--synthetic_resolution", "64",
         "--sample_steps", "2", "--grid_rows", "3",
-        "--set", "model.channels=(16,32,32)", "--set", "model.cond_dim=32",
+        "--set", "model.channels=(16,32)", "--set", "model.person_blocks=(1,1)",
+        "--set", "model.garment_blocks=(1,1)", "--set", "model.attention=(False,True)",
+        "--set", "model.garment_decoder_levels=1", "--set", "model.cond_dim=32",
         "--set", "model.pose_embed_dim=16", "--set", "model.head_dim=8",
         "--set", "model.pool_heads=2", "--set", "train.batch_size=4"]
 
