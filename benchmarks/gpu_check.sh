@@ -4,9 +4,9 @@
 #   OUT=/tmp/gpu_check bash benchmarks/gpu_check.sh          # on the GPU machine (repo root)
 #   GPU_CHECK_TINY=1 OUT=/tmp/gc bash benchmarks/gpu_check.sh  # smoke test of this script on CPU
 #
-#   1. attention: does cuDNN flash attention (model.attention_impl="auto" on GPU in bf16) accept
+#   1. attention: does cuDNN flash attention (model.attention_impl="auto"/"cudnn") accept
 #      base128's attention shapes, how fast is it vs XLA, and how close (max |diff|)? Where cuDNN
-#      refuses any shape, the items below run with model.attention_impl=xla;
+#      refuses no shape, the items below run with model.attention_impl=auto, else =xla;
 #   2. train_step base128 bf16 at batch 16 and 32 (target: >= 40% MFU on one H100);
 #   3. sampling: the paper cascade (DDPM 256 / DDPM 128 / DDIM 32, 128 -> 256 -> 1024) in bf16 at
 #      batch 1 (target: < 20 s per try-on on one H100);
@@ -66,14 +66,14 @@ run() {
 
 run attention 30 90 -- python -m benchmarks.attention "${BASE[@]}" --dtype=bfloat16 \
     --batch="$ATTN_BATCH"
-IMPL=()  # the configs' default, "auto" (cuDNN on GPU in bf16), unless cuDNN refused a shape
-SAMPLING_IMPL=()
+IMPL_NAME=auto  # cuDNN flash attention in bf16 on GPU, unless cuDNN refused a shape
 if ! grep -q '"cudnn_ms"' "$OUT/attention.jsonl" 2>/dev/null \
     || grep -q '"cudnn_error"' "$OUT/attention.jsonl"; then
-  IMPL=(--set model.attention_impl=xla)
-  SAMPLING_IMPL=(--set base128.model.attention_impl=xla --set sr256.model.attention_impl=xla)
+  IMPL_NAME=xla
 fi
-echo "attention_impl for the items below: ${IMPL[*]:-auto}" | tee -a "$SUMMARY"
+IMPL=(--set model.attention_impl=$IMPL_NAME)
+SAMPLING_IMPL=(--set base128.model.attention_impl=$IMPL_NAME --set sr256.model.attention_impl=$IMPL_NAME)
+echo "attention_impl for the items below: $IMPL_NAME" | tee -a "$SUMMARY"
 
 run train_step_bf16 120 240 -- python -m benchmarks.train_step "${BASE[@]}" "${IMPL[@]}" \
     --set model.dtype=bfloat16 --batch="$BATCHES" --steps=10 --warmup=2
