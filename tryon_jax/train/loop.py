@@ -405,7 +405,7 @@ def restore_latest_state(config: ml_collections.ConfigDict, workdir: str
   finally:
     ckpt.close()
   if restored is None:
-    raise FileNotFoundError(f"--mode=sample: no checkpoint in {ckpt.directory}")
+    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
   step, state, _ = restored
   return spec, step, state
 
