@@ -40,6 +40,8 @@ def diffusion_config() -> mlc.ConfigDict:
   c.dynamic_threshold = 0.0  # Imagen's dynamic-threshold percentile (e.g. 0.995); 0 = off.
   c.ddim_eta = 0.0  # DDIM stochasticity: 0 deterministic, 1 ancestral.
   c.lowres_down_method = "linear"  # paper silent: antialiased resize kernel making the SR input.
+  c.train_noise_aug_max = 1.0  # paper: training levels t_na ~ U[0, 1]; a lower top (t_na ~
+  # U[0, max]) is only for short studies, where heavily noised inputs waste the few steps there are.
   c.inference_noise_aug_per_image = ()  # one level per model.cond_images name; () = every image
   # takes the stage's scalar inference_noise_aug (paper: grid-searched, values not given).
   return c

@@ -121,6 +121,18 @@ def test_training_cond_levels_and_forward_process_per_image():
   assert "person" not in cond
 
 
+def test_training_noise_aug_levels_capped_by_train_noise_aug_max():
+  cfg = base128.get_config()
+  cfg.diffusion.cond_dropout = 0.0
+  batch = make_batch(64, 8)
+  cfg.diffusion.train_noise_aug_max = 0.3
+  levels = np.asarray(conditioning.training_cond(batch, jax.random.key(2), cfg)["noise_aug_levels"])
+  assert levels.max() <= 0.3 and levels.max() > 0.25 and levels.min() >= 0  # U[0, 0.3], 128 draws
+  cfg.diffusion.train_noise_aug_max = 1.5
+  with pytest.raises(ValueError, match="train_noise_aug_max"):
+    conditioning.training_cond(batch, jax.random.key(2), cfg)
+
+
 def test_degrade_to_lowres_is_antialiased_down_up():
   checker = jnp.asarray(np.indices((16, 16)).sum(0) % 2 * 2 - 1, jnp.float32)
   x = jnp.broadcast_to(checker[None, :, :, None], (2, 16, 16, 3))

@@ -6,7 +6,8 @@ Order of operations (paper: the Gaussian noise is added before any other process
      ``model.lowres_factor``, then bilinear upsampling back to the target size;
   2. noise-conditioning augmentation of every image named in ``model.cond_images``:
      x -> alpha(t_na) x + sigma(t_na) eps, with the diffusion schedule's forward process; levels
-     t_na ~ U[0, 1] per image and example in training, fixed constants at inference
+     t_na ~ U[0, diffusion.train_noise_aug_max] (paper: U[0, 1]) per image and example in training,
+     fixed constants at inference
      (``diffusion.inference_noise_aug[_per_image]``); they go to the network as ``noise_aug_levels``
      [B, len(cond_images)], one column per name in ``cond_images`` order;
   3. (training) conditioning dropout: a dropped input is set to 0 (images) or gets an all-zero
@@ -125,7 +126,8 @@ def null_cond(cond: dict) -> dict:
 def training_cond(batch: Mapping[str, jax.Array], key: jax.Array,
                   config: ml_collections.ConfigDict) -> dict:
   """Conditioning for one training step: derived lowres (SR stages), noise-conditioning
-  augmentation with t_na ~ U[0, 1] per image and example, conditioning dropout.
+  augmentation with t_na ~ U[0, diffusion.train_noise_aug_max] per image and example, conditioning
+  dropout.
 
   batch: docs/ARCHITECTURE.md ("person" [B, R, R, 3] is the target). Returns the cond dict of the
   model call, with "noise_aug_levels" [B, len(config.model.cond_images)].
@@ -153,7 +155,10 @@ def training_cond(batch: Mapping[str, jax.Array], key: jax.Array,
                        f" * model.lowres_factor={factor}")
     cond["lowres"] = degrade_to_lowres(jnp.asarray(batch["person"], jnp.float32), int(factor),
                                        d.get("lowres_down_method", "linear"))
-  levels = jax.random.uniform(key_levels, (batch_size, len(names)), jnp.float32)
+  top = float(d.get("train_noise_aug_max", 1.0))
+  if not 0.0 <= top <= 1.0:
+    raise ValueError(f"diffusion.train_noise_aug_max={top} must be in [0, 1]")
+  levels = jax.random.uniform(key_levels, (batch_size, len(names)), jnp.float32, 0.0, top)
   cond = _augment_all(cond, levels, key_noise, config)
 
   inputs = _dropout_inputs(config)
