@@ -1,10 +1,11 @@
 """Evidence that it learns: implicit warping on the synthetic task, Parallel-UNet vs concatenation.
 
-    python -m benchmarks.learning --workdir=/tmp/tryon_learning --steps=1500 --out=docs/learning
+    python -m benchmarks.learning --workdir=/tmp/tryon_learning --out=docs/learning
 
-Trains the demo-size Parallel-UNet (configs/demo.py) and the same-size ``concat`` variant (the
-paper's first ablation: no garment UNet, I_c concatenated to z_t, no cross-attention) on the same
-synthetic paired set, for the same number of steps, seed and batch. Then samples held-out pairs
+Trains the demo-size Parallel-UNet and the same-size ``concat`` variant (the paper's first
+ablation: no garment UNet, I_c concatenated to z_t, no cross-attention) with configs/learning.py
+(configs/demo.py's networks, short-budget training settings) on the same synthetic paired set, for
+the same number of steps, seed and batch. Then samples held-out pairs
 (a test split drawn with another seed: new people, garments and poses) with the EMA parameters and
 measures, on the garment region of the target (its upper-clothes label, cropped like the record):
 
@@ -14,7 +15,9 @@ measures, on the garment region of the target (its upper-clothes label, cropped 
   * hist_l1_garment: L1 distance of the 8x8x8-bin colour histograms of the target's and the
     output's garment pixels (0 = same colours, 2 = disjoint): texture/colour fidelity.
 A reference row ``copy_garment_input`` scores I_c itself (the garment in its *other* pose) against
-the target: a model that did not warp would score about that.
+the target: a model that did not warp would score about that. ``garment_reliance`` asks whether
+the model reads I_c at all: the garment-region error of its x0 estimate with the pair's own garment
+vs another pair's, at noise levels RELIANCE_LEVELS (0 dB = I_c ignored).
 
 Writes OUT/results.json (metrics per variant, wall time, steps, loss curves), OUT/grid.png (rows:
 held-out pairs; columns: I_a, I_c, target, parallel, concat) and OUT/loss.png.
@@ -37,13 +40,15 @@ from PIL import Image, ImageDraw
 VARIANTS = ("parallel", "concat")
 HIST_BINS = 8  # per colour channel
 SSIM_WINDOW = 7  # dm-pix default (11) is a third of a 32-px image
+RELIANCE_LEVELS = (0.5, 0.8)  # noise levels where x_t hides most of the garment: I_c must tell it
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="data and the two training runs go here")
   p.add_argument("--out", default="docs/learning", help="results.json, grid.png, loss.png")
-  p.add_argument("--steps", type=int, default=1500, help="train steps per variant")
+  p.add_argument("--steps", type=int, default=None,
+                 help="train steps per variant (default: configs/learning.py's train.num_steps)")
   p.add_argument("--num_train", type=int, default=1024, help="synthetic training pairs")
   p.add_argument("--num_test", type=int, default=32, help="held-out synthetic pairs")
   p.add_argument("--synthetic_resolution", type=int, default=128,
@@ -58,14 +63,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def make_config(variant: str, args: argparse.Namespace, train_glob: str):
-  from configs import demo  # pylint: disable=g-import-not-at-top
-  config = demo.get_config(variant)
+  from configs import learning  # pylint: disable=g-import-not-at-top
+  config = learning.get_config(variant)
   config.seed = args.seed
   config.data.path = train_glob
-  config.train.num_steps = args.steps
-  config.train.checkpoint_every_steps = args.steps
+  steps = args.steps or config.train.num_steps
+  config.train.num_steps = steps
+  config.train.checkpoint_every_steps = steps
   config.train.sample_every_steps = 0
-  config.train.log_every_steps = max(1, min(config.train.log_every_steps, args.steps // 10 or 1))
+  config.train.log_every_steps = max(1, min(config.train.log_every_steps, steps // 10 or 1))
   overrides = {}
   for item in args.set:
     key, sep, value = item.partition("=")
@@ -151,12 +157,11 @@ def test_batch(config, test_glob: str, num: int) -> dict:
   return {k: np.asarray(v)[valid] for k, v in batch.items()}
 
 
-def sample_variant(config, workdir: str, batch: dict, sample_steps: int, seed: int) -> np.ndarray:
-  """Try-ons [N, R, R, 3] in [-1, 1] from the EMA parameters of the run's last checkpoint."""
+def sample_variant(config, spec, state, batch: dict, sample_steps: int, seed: int) -> np.ndarray:
+  """Try-ons [N, R, R, 3] in [-1, 1] from the EMA parameters of ``state`` (a restored run)."""
   import jax  # pylint: disable=g-import-not-at-top
   from tryon_jax.diffusion import conditioning, samplers  # pylint: disable=g-import-not-at-top
-  from tryon_jax.train import loop, state as state_lib  # pylint: disable=g-import-not-at-top
-  spec, _, state = loop.restore_latest_state(config, workdir)
+  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   mesh = spec.mesh
   inputs = {k: v for k, v in batch.items() if k not in ("id", "valid", "person")}
   n, r = batch["person"].shape[:2]
@@ -171,6 +176,50 @@ def sample_variant(config, workdir: str, batch: dict, sample_steps: int, seed: i
 
   with jax.set_mesh(mesh):
     return np.asarray(run(state, inputs, jax.random.key(seed)))
+
+
+def garment_reliance(config, spec, state, batch: dict, masks: np.ndarray, seed: int,
+                     levels: Sequence[float] = RELIANCE_LEVELS) -> dict[str, dict[str, float]]:
+  """How much the model takes the garment from I_c: at each noise level t, the garment-region MSE
+  of its x0 estimate from x_t given the pair's own garment, and given another pair's garment (and
+  garment pose; the batch rolled by one). A model that ignores I_c scores equal errors, 0 dB.
+
+  Returns {f"t={t}": {"mse_own", "mse_other", "reliance_db" = 10 log10(mse_other / mse_own)}};
+  MSE in [0, 1] pixel units over garment pixels, pooled over the batch.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from tryon_jax.diffusion import conditioning, prediction, schedules  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  schedule = schedules.make_schedule(config.diffusion)
+  inputs = {k: v for k, v in batch.items() if k not in ("id", "valid", "person")}
+  other = dict(inputs)
+  for k in ("garment", "garment_pose", "garment_pose_mask"):
+    other[k] = np.roll(inputs[k], 1, axis=0)
+  x0 = np.asarray(batch["person"], np.float32)
+
+  @jax.jit
+  def x0_error(state, inputs, t, key):
+    model = state_lib.ema_model(spec, state)
+    key_cond, key_noise = jax.random.split(key)
+    cond = conditioning.inference_cond(inputs, key_cond, config)
+    noise = jax.random.normal(key_noise, x0.shape)
+    tb = jax.numpy.full((x0.shape[0],), t)
+    alpha, sigma = (v[:, None, None, None] for v in schedule.alpha_sigma(tb))
+    x_t = alpha * x0 + sigma * noise
+    est, _ = prediction.to_x0_eps(model(x_t, tb, cond), x_t, alpha, sigma,
+                                  config.diffusion.prediction)
+    return ((jax.numpy.clip(est, -1, 1) - x0) / 2) ** 2  # [0, 1] pixel units
+
+  m = masks[..., None].astype(np.float32)
+  out = {}
+  with jax.set_mesh(spec.mesh):
+    for t in levels:
+      key = jax.random.key(seed)  # the same noise for own and other: a paired comparison
+      own = float((np.asarray(x0_error(state, inputs, t, key)) * m).sum() / (3 * m.sum()))
+      alt = float((np.asarray(x0_error(state, other, t, key)) * m).sum() / (3 * m.sum()))
+      out[f"t={t}"] = {"mse_own": own, "mse_other": alt,
+                       "reliance_db": float(10 * np.log10(alt / max(own, 1e-12)))}
+  return out
 
 
 def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> dict[str, float]:
@@ -194,11 +243,24 @@ def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> 
     ha = np.histogramdd(ai[mi], bins=HIST_BINS, range=[(0, 1)] * 3)[0].ravel()
     hb = np.histogramdd(bi[mi], bins=HIST_BINS, range=[(0, 1)] * 3)[0].ravel()
     hist.append(np.abs(ha / max(ha.sum(), 1) - hb / max(hb.sum(), 1)).sum())
-  out = {}
+  out = {"per_example": {}}
   for name, values in (("psnr_garment", psnr), ("ssim", ssim), ("ssim_garment", ssim_garment),
                        ("hist_l1_garment", np.asarray(hist))):
     out[name] = float(np.mean(values))
     out[name + "_std"] = float(np.std(values))
+    out["per_example"][name] = [float(v) for v in values]
+  return out
+
+
+def paired_difference(a: dict, b: dict) -> dict[str, dict[str, float]]:
+  """Metric by metric, the mean of a - b over the same held-out pairs and its standard error
+  (per-example values from ``garment_metrics``): the variants met the same inputs, so the paired
+  difference is what the comparison rests on, not the two spreads."""
+  out = {}
+  for name, va in a["per_example"].items():
+    d = np.asarray(va) - np.asarray(b["per_example"][name])
+    sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    out[name] = {"mean": float(d.mean()), "sem": sem}
   return out
 
 
@@ -252,6 +314,9 @@ def write_loss_plot(path: str, curves: dict[str, list[tuple[int, float]]],
 
 def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_args(argv)
+  if args.steps is None:
+    from configs import learning  # pylint: disable=g-import-not-at-top
+    args.steps = int(learning.get_config().train.num_steps)
   variants = [v for v in args.variants.split(",") if v]
   for v in variants:
     if v not in VARIANTS:
@@ -259,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   os.makedirs(args.out, exist_ok=True)
   import jax  # pylint: disable=g-import-not-at-top
   from tryon_jax import models  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
   train_glob, test_glob, test_raw = prepare_data(args)
   results = {"command": "python -m benchmarks.learning " + " ".join(sys.argv[1:] if argv is None else argv),
              "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
@@ -276,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
       results["reference"] = {"copy_garment_input": garment_metrics(batch["garment"],
                                                                     batch["person"], masks)}
     start = time.perf_counter()
-    outputs[variant] = sample_variant(config, workdir, batch, args.sample_steps, args.seed)
+    spec, _, state = loop.restore_latest_state(config, workdir)
+    outputs[variant] = sample_variant(config, spec, state, batch, args.sample_steps, args.seed)
     curve = read_curve(workdir)
     results["variants"][variant] = {
         "params": models.count_params(config.model)["params"],
@@ -285,10 +352,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "sample_seconds": round(time.perf_counter() - start, 1),
         "final_loss": curve[-1][1] if curve else None,
         "loss_curve": curve,
-        **garment_metrics(outputs[variant], batch["person"], masks)}
+        **garment_metrics(outputs[variant], batch["person"], masks),
+        "garment_reliance": garment_reliance(config, spec, state, batch, masks, args.seed)}
     print(json.dumps({"event": "variant", "variant": variant,
                       **{k: v for k, v in results["variants"][variant].items()
-                         if k != "loss_curve"}}), flush=True)
+                         if k not in ("loss_curve", "per_example")}}), flush=True)
+  if set(VARIANTS) <= set(results["variants"]):
+    results["parallel_minus_concat"] = paired_difference(results["variants"]["parallel"],
+                                                         results["variants"]["concat"])
   with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=1)
   write_grid(os.path.join(args.out, "grid.png"),

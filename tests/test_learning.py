@@ -32,9 +32,20 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path):
     for metric in metric_names:
       assert np.isfinite(run[metric]) and run[metric + "_std"] >= 0, (name, metric)
     assert -1 <= run["ssim"] <= 1 and 0 <= run["hist_l1_garment"] <= 2
+    assert set(run["garment_reliance"]) == {f"t={t}" for t in learning.RELIANCE_LEVELS}, name
+    for level in run["garment_reliance"].values():
+      assert 0 < level["mse_own"] <= 1 and 0 < level["mse_other"] <= 1, name
+      np.testing.assert_allclose(level["reliance_db"],
+                                 10 * np.log10(level["mse_other"] / level["mse_own"]), rtol=1e-5)
   # The concat variant is the smaller network (no garment UNet).
   assert saved["variants"]["concat"]["params"] < saved["variants"]["parallel"]["params"]
   assert set(saved["reference"]["copy_garment_input"]) >= set(metric_names)
+  for name in metric_names:  # the paired difference is over the same held-out pairs
+    per = [saved["variants"][v]["per_example"][name] for v in ("parallel", "concat")]
+    assert len(per[0]) == len(per[1]) == 3
+    np.testing.assert_allclose(saved["parallel_minus_concat"][name]["mean"],
+                               np.mean(per[0]) - np.mean(per[1]), rtol=1e-5, atol=1e-6)
+    assert saved["parallel_minus_concat"][name]["sem"] >= 0
 
   grid = Image.open(out / "grid.png")
   # 5 columns (I_a, I_c, target, parallel, concat) x 3 rows of 32 px, upscaled 4x.
@@ -59,3 +70,14 @@ def test_garment_metrics_score_a_perfect_output_best():
   assert perfect["hist_l1_garment"] == 0 and perfect["ssim_garment"] > 0.99
   assert noisy["psnr_garment"] < perfect["psnr_garment"]
   assert noisy["hist_l1_garment"] > 0.1 and noisy["ssim_garment"] < 0.9
+
+
+def test_learning_config_keeps_demo_networks_and_paper_configs_keep_paper_noise_aug():
+  from configs import base128, demo, learning as learning_config  # pylint: disable=g-import-not-at-top
+  for variant in ("parallel", "concat"):
+    study, small = learning_config.get_config(variant), demo.get_config(variant)
+    assert study.model.to_dict() == small.model.to_dict(), variant  # only training settings differ
+    assert study.model.variant == variant
+    assert study.diffusion.train_noise_aug_max < 1.0
+  assert base128.get_config().diffusion.train_noise_aug_max == 1.0  # paper: t_na ~ U[0, 1]
+  assert demo.get_config().diffusion.train_noise_aug_max == 1.0
