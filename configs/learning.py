@@ -1,5 +1,6 @@
 """The learning study (issue #9, python -m benchmarks.learning): the demo-size models, trained for
-at most 30 minutes of one CPU core each on the synthetic paired set.
+about 30 minutes of one CPU core each on the synthetic paired set (parallel 27 min, concat 17 min
+when nothing else runs).
 
 The networks are configs/demo.py's. The training settings below are chosen for the short budget,
 each with the measured reason (docs/learning/README.md has every run); the paper's configs keep
