@@ -34,6 +34,8 @@ def diffusion_config() -> mlc.ConfigDict:
   c.logsnr_min = -20.0  # paper silent: log-SNR clip at t=1 (alpha(1)=4.5e-5, i.e. pure noise) ...
   c.logsnr_max = 20.0  # ... and at t=0 (sigma(0)=4.5e-5): keeps eps -> x0 finite at both ends.
   c.logsnr_shift = 0.0  # paper silent; added to log-SNR (negative = noisier, vs the SR colour tint).
+  c.logsnr_shift_interpolated = False  # True: shift * t (Hoogeboom et al. 2023): the full shift at
+  # t = 1, none at t = 0, so the low-noise steps that draw fine detail keep the base schedule.
   c.linear_beta_start = 0.1  # schedule="linear": continuous VP-SDE betas, equal to DDPM's ...
   c.linear_beta_end = 20.0  # ... 1e-4 .. 0.02 over 1000 steps.
   c.clip_x0 = True  # paper silent; clip predicted x0 to [-1, 1] while sampling (Imagen does).

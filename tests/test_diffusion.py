@@ -76,6 +76,19 @@ def test_discrete_time_and_shift():
   np.testing.assert_allclose(shifted.logsnr(0.3), s.logsnr(0.3) - 2.0, atol=1e-5)
 
 
+def test_interpolated_shift_moves_only_the_noisy_end():
+  cfg = base128.get_config().diffusion
+  base = schedules.make_schedule(cfg)
+  cfg.logsnr_shift, cfg.logsnr_shift_interpolated = -4.0, True
+  s = schedules.make_schedule(cfg)
+  t = np.linspace(0.0, 1.0, 101)
+  np.testing.assert_allclose(s.logsnr(t), base.logsnr(t) - 4.0 * t, atol=1e-4)
+  assert float(s.logsnr(0.0)) == pytest.approx(20.0, abs=1e-4)  # the clean end is unshifted
+  assert float(s.logsnr(1.0)) == pytest.approx(-24.0, abs=1e-3)
+  assert np.all(np.diff(np.asarray(s.logsnr(t))) < 0)  # still strictly noisier in t
+  np.testing.assert_allclose(s.alpha(t) ** 2 + s.sigma(t) ** 2, 1.0, atol=1e-6)
+
+
 def test_schedule_rejects_unknown_name():
   cfg = base128.get_config().diffusion
   cfg.schedule = "sigmoid"

@@ -10,6 +10,10 @@ alpha^2 = sigmoid(logsnr) and sigma^2 = sigmoid(-logsnr), so alpha^2 + sigma^2 =
   * "linear" (DDPM's linear betas in continuous time, Song et al.'s VP-SDE):
     alpha^2(t) = exp(-(b0 t + (b1 - b0) t^2 / 2)).
 
+``logsnr_shift`` s moves the curve: by s at every t, or, with ``logsnr_shift_interpolated``, by
+s * t (Hoogeboom et al. 2023's shifted-interpolated schedule: the noisy end gets the full shift,
+the low-noise steps that draw fine detail keep the base schedule).
+
 ``time_mode = "discrete"`` quantizes t onto the grid {1/N, ..., 1} (N = num_train_timesteps) in
 training and in the samplers' time grids; the schedule functions themselves stay continuous.
 """
@@ -34,6 +38,7 @@ class Schedule:
   logsnr_min: float
   logsnr_max: float
   logsnr_shift: float = 0.0
+  logsnr_shift_interpolated: bool = False
   linear_beta_start: float = 0.1
   linear_beta_end: float = 20.0
   time_mode: str = "continuous"
@@ -52,7 +57,7 @@ class Schedule:
 
   def logsnr(self, t: jax.Array) -> jax.Array:
     """log(alpha^2 / sigma^2) at t; strictly decreasing from logsnr_max (t=0) to logsnr_min (t=1)
-    (before logsnr_shift, which moves the whole curve)."""
+    (before logsnr_shift, which moves the curve by logsnr_shift, or by logsnr_shift * t)."""
     t = jnp.asarray(t, jnp.float32)
     if self.name == "cosine":
       # logsnr = -2 log tan(a t + b), with b, a chosen so t=0 -> logsnr_max and t=1 -> logsnr_min.
@@ -64,7 +69,8 @@ class Schedule:
       # log(alpha^2 / (1 - alpha^2)) = -log(exp(integral of beta) - 1).
       integral = b0 * t + 0.5 * (b1 - b0) * t * t
       logsnr = -jnp.log(jnp.expm1(jnp.maximum(integral, 1e-20)))
-    return jnp.clip(logsnr, self.logsnr_min, self.logsnr_max) + self.logsnr_shift
+    shift = self.logsnr_shift * t if self.logsnr_shift_interpolated else self.logsnr_shift
+    return jnp.clip(logsnr, self.logsnr_min, self.logsnr_max) + shift
 
   def alpha(self, t: jax.Array) -> jax.Array:
     """Signal scale sqrt(sigmoid(logsnr(t)))."""
@@ -116,6 +122,7 @@ def make_schedule(diffusion_config: ml_collections.ConfigDict) -> Schedule:
       logsnr_min=float(d.get("logsnr_min", -20.0)),
       logsnr_max=float(d.get("logsnr_max", 20.0)),
       logsnr_shift=float(d.get("logsnr_shift", 0.0)),
+      logsnr_shift_interpolated=bool(d.get("logsnr_shift_interpolated", False)),
       linear_beta_start=float(d.get("linear_beta_start", 0.1)),
       linear_beta_end=float(d.get("linear_beta_end", 20.0)),
       time_mode=d.get("time_mode", "continuous"),
