@@ -184,10 +184,12 @@ def garment_reliance(config, spec, state, batch: dict, masks: np.ndarray, seed: 
   of its x0 estimate from x_t given the pair's own garment, and given another pair's garment (and
   garment pose; the batch rolled by one). A model that ignores I_c scores equal errors, 0 dB.
 
-  Returns {f"t={t}": {"mse_own", "mse_other", "reliance_db" = 10 log10(mse_other / mse_own)}};
+  Returns {f"t={t}": {"mse_own", "mse_other", "reliance_db" = 10 log10(mse_other / mse_own),
+  "logsnr" (the level's log-SNR: schedules with a logsnr_shift put another noise level at t)}};
   MSE in [0, 1] pixel units over garment pixels, pooled over the batch.
   """
   import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from tryon_jax.diffusion import conditioning, prediction, schedules  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   schedule = schedules.make_schedule(config.diffusion)
@@ -203,12 +205,12 @@ def garment_reliance(config, spec, state, batch: dict, masks: np.ndarray, seed: 
     key_cond, key_noise = jax.random.split(key)
     cond = conditioning.inference_cond(inputs, key_cond, config)
     noise = jax.random.normal(key_noise, x0.shape)
-    tb = jax.numpy.full((x0.shape[0],), t)
+    tb = jnp.full((x0.shape[0],), t)
+    x_t = schedule.add_noise(x0, noise, tb)
     alpha, sigma = (v[:, None, None, None] for v in schedule.alpha_sigma(tb))
-    x_t = alpha * x0 + sigma * noise
     est, _ = prediction.to_x0_eps(model(x_t, tb, cond), x_t, alpha, sigma,
                                   config.diffusion.prediction)
-    return ((jax.numpy.clip(est, -1, 1) - x0) / 2) ** 2  # [0, 1] pixel units
+    return ((jnp.clip(est, -1, 1) - x0) / 2) ** 2  # [0, 1] pixel units
 
   m = masks[..., None].astype(np.float32)
   out = {}
@@ -217,7 +219,7 @@ def garment_reliance(config, spec, state, batch: dict, masks: np.ndarray, seed: 
       key = jax.random.key(seed)  # the same noise for own and other: a paired comparison
       own = float((np.asarray(x0_error(state, inputs, t, key)) * m).sum() / (3 * m.sum()))
       alt = float((np.asarray(x0_error(state, other, t, key)) * m).sum() / (3 * m.sum()))
-      out[f"t={t}"] = {"mse_own": own, "mse_other": alt,
+      out[f"t={t}"] = {"mse_own": own, "mse_other": alt, "logsnr": float(schedule.logsnr(t)),
                        "reliance_db": float(10 * np.log10(alt / max(own, 1e-12)))}
   return out
 

@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import learning
+from tryon_jax.diffusion import schedules
 
 TINY = ["--steps", "2", "--num_train", "8", "--num_test", "3", "--synthetic_resolution", "64",
         "--sample_steps", "2", "--grid_rows", "3",
@@ -25,6 +26,8 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path):
   assert saved["steps"] == 2 and saved["num_test"] == 3
   assert set(saved["variants"]) == {"parallel", "concat"}
   metric_names = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment")
+  args = learning.parse_args(argv)
+  schedule = schedules.make_schedule(learning.make_config("parallel", args, "unused").diffusion)
   for name, run in saved["variants"].items():
     assert run["train_steps"] == 2 and run["train_seconds"] > 0, name
     assert [s for s, _ in run["loss_curve"]][-1] == 2, name
@@ -33,6 +36,9 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path):
       assert np.isfinite(run[metric]) and run[metric + "_std"] >= 0, (name, metric)
     assert -1 <= run["ssim"] <= 1 and 0 <= run["hist_l1_garment"] <= 2
     assert set(run["garment_reliance"]) == {f"t={t}" for t in learning.RELIANCE_LEVELS}, name
+    for t in learning.RELIANCE_LEVELS:  # the level's noise, under the study's own schedule
+      np.testing.assert_allclose(run["garment_reliance"][f"t={t}"]["logsnr"],
+                                 float(schedule.logsnr(t)), rtol=1e-5)
     for level in run["garment_reliance"].values():
       assert 0 < level["mse_own"] <= 1 and 0 < level["mse_other"] <= 1, name
       np.testing.assert_allclose(level["reliance_db"],
@@ -53,7 +59,6 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path):
   assert Image.open(out / "loss.png").size == (640, 360)
 
   # A finished run is reported, not trained again (variants may be trained by separate processes).
-  args = learning.parse_args(argv)
   config = learning.make_config("parallel", args, train_glob="unused")
   seconds = learning.train_variant(config, str(tmp_path / "work" / "parallel"))
   assert abs(seconds - results["variants"]["parallel"]["train_seconds"]) <= 0.05  # JSON rounds
