@@ -77,12 +77,14 @@ def test_garment_metrics_score_a_perfect_output_best():
   assert noisy["hist_l1_garment"] > 0.1 and noisy["ssim_garment"] < 0.9
 
 
-def test_learning_config_keeps_demo_networks_and_paper_configs_keep_paper_noise_aug():
+def test_learning_config_keeps_demo_networks_and_paper_configs_keep_paper_diffusion():
   from configs import base128, demo, learning as learning_config  # pylint: disable=g-import-not-at-top
   for variant in ("parallel", "concat"):
     study, small = learning_config.get_config(variant), demo.get_config(variant)
     assert study.model.to_dict() == small.model.to_dict(), variant  # only training settings differ
     assert study.model.variant == variant
     assert study.diffusion.train_noise_aug_max < 1.0
-  assert base128.get_config().diffusion.train_noise_aug_max == 1.0  # paper: t_na ~ U[0, 1]
-  assert demo.get_config().diffusion.train_noise_aug_max == 1.0
+    assert study.diffusion.logsnr_shift < 0 and study.diffusion.logsnr_shift_interpolated
+  for paper in (base128.get_config().diffusion, demo.get_config().diffusion):
+    assert paper.train_noise_aug_max == 1.0  # paper: t_na ~ U[0, 1]
+    assert paper.logsnr_shift == 0.0  # the unshifted cosine schedule
