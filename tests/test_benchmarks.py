@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+import suite_env
+
 from benchmarks import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,8 +50,7 @@ COMMANDS = {
 def runs(tmp_path_factory):
   """{benchmark: (returncode, stdout, stderr, results path)}, all run concurrently."""
   before = open(RESULTS, "rb").read()
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+  env = suite_env.child_env(os.environ)
   procs = {}
   for name, args in COMMANDS.items():
     results = str(tmp_path_factory.mktemp(name) / "RESULTS.md")

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import suite_env
+
 from configs import demo, sr1024, sr256
 from tryon_jax.models import build_model, count_params, layers
 from tryon_jax.models.pose import AttentionPool1D
@@ -127,7 +129,10 @@ def test_remat_gives_same_values_and_gradients(parallel_model):
 
   g1, g2 = grads(model), grads(model_remat)
   for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    a, b = np.asarray(a), np.asarray(b)
+    # Recomputing the forward changes float32 round-off (fusion order): tolerate it relative to the
+    # leaf's largest gradient; a wrong recomputation would be off by that order.
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(np.max(np.abs(b))))
 
 
 def test_garment_pose_mask_removes_garment_pose_influence(parallel_model):
@@ -245,8 +250,6 @@ def test_attention_impl_auto_is_xla_off_gpu_and_forced_choices_are_kept():
 
 
 SHARDED_INIT = r"""
-import os
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 import jax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
@@ -294,7 +297,7 @@ def test_sharded_init_on_fake_8_device_mesh_follows_annotations(tmp_path):
   import sys
   script = tmp_path / "sharded_init.py"
   script.write_text(SHARDED_INIT)
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = suite_env.child_env(os.environ, devices=8)
   env["PYTHONPATH"] = os.getcwd()
   proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
                         cwd=os.getcwd(), timeout=600)

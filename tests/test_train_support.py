@@ -14,6 +14,8 @@ import grain
 import ml_collections
 import numpy as np
 
+import suite_env
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -100,19 +102,8 @@ def run_python(args: list[str], *, devices: int | None = None, timeout: float = 
 
 
 def subprocess_env(devices: int | None = None) -> dict:
-  """Environment for a child python: repo + tests importable, optional fake CPU devices, and a
-  persistent compilation cache shared by the test runs (same programs compile once)."""
-  env = dict(os.environ)
+  """Environment for a child python: repo + tests importable, and the suite's JAX settings
+  (tests/suite_env.py: fast compiles, a shared compilation cache, optional fake CPU devices)."""
+  env = suite_env.child_env(os.environ, devices)
   env["PYTHONPATH"] = os.pathsep.join([REPO, TESTS, env.get("PYTHONPATH", "")])
-  if devices:
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-  else:
-    env.pop("XLA_FLAGS", None)
-  # Unoptimized XLA code compiles 2-5x faster; the tests' programs are tiny, so it costs nothing.
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-                      " --xla_llvm_disable_expensive_passes=true").strip()
-  env["JAX_PLATFORMS"] = "cpu"
-  env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join("/tmp", "tryon_jax_test_jax_cache"))
-  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-  env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
   return env
