@@ -56,10 +56,11 @@ def _build(config: ml_collections.ConfigDict) -> TrainState:
 
 def state_spec(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> StateSpec:
   """Shapes and shardings of the train state on ``mesh``; allocates nothing."""
-  graphdef, abstract = nnx.eval_shape(lambda: nnx.split(_build(config)))
-  with nnx.use_eager_sharding(False):
-    model_graphdef = nnx.eval_shape(lambda: nnx.graphdef(
-        models.build_model(config.model, rngs=nnx.Rngs(0))))
+  def split() -> tuple[Any, Any]:
+    state = _build(config)  # one abstract build gives both structures (each build costs seconds)
+    return nnx.split(state), nnx.graphdef(state.model)
+
+  (graphdef, abstract), model_graphdef = nnx.eval_shape(split)
   shardings = sharding.state_shardings(abstract, mesh)
   abstract = jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
