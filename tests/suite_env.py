@@ -14,7 +14,8 @@ import os
 import tempfile
 from collections.abc import Mapping
 
-FAST_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+FAST_COMPILE_XLA_FLAGS = ("--xla_backend_optimization_level=0"
+                          " --xla_llvm_disable_expensive_passes=true")
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "tryon_jax_test_jax_cache")
 
 
