@@ -2,8 +2,8 @@
 children that tests start (``child_env``). No test here; imports nothing that imports jax.
 
 The suite's programs run a few steps on tiny shapes, so compiling is nearly all of their cost:
-  * XLA's backend optimisations are off: unoptimised code compiles 2-5x faster (the learning
-    test's train-state initializer: 17 s -> 5 s on this 2-core machine);
+  * XLA's backend optimisations are off: unoptimised code compiles faster (the learning test's
+    train-state initializer: 17.0 s -> 5.2 s on this 2-core machine);
   * one persistent compilation cache is shared by all test processes, so a program that several
     tests (or both xdist workers) build is compiled once per machine.
 """
