@@ -17,10 +17,12 @@ measures, on the garment region of the target (its upper-clothes label, cropped 
 A reference row ``copy_garment_input`` scores I_c itself (the garment in its *other* pose) against
 the target: a model that did not warp would score about that. ``garment_reliance`` asks whether
 the model reads I_c at all: the garment-region error of its x0 estimate with the pair's own garment
-vs another pair's, at noise levels RELIANCE_LEVELS (0 dB = I_c ignored).
+vs another pair's, at noise levels RELIANCE_LEVELS (0 dB = I_c ignored). ``--eval_split=train``
+scores the first training pairs instead: the gap to the held-out scores says how much a model has
+fitted its training set rather than learned the task.
 
 Writes OUT/results.json (metrics per variant, wall time, steps, loss curves), OUT/grid.png (rows:
-held-out pairs; columns: I_a, I_c, target, parallel, concat) and OUT/loss.png.
+the scored pairs; columns: I_a, I_c, target, parallel, concat) and OUT/loss.png.
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--steps", type=int, default=None,
                  help="train steps per variant (default: configs/learning.py's train.num_steps)")
   p.add_argument("--num_train", type=int, default=1024, help="synthetic training pairs")
-  p.add_argument("--num_test", type=int, default=32, help="held-out synthetic pairs")
+  p.add_argument("--num_test", type=int, default=32,
+                 help="held-out synthetic pairs; also the number of pairs sampled and scored")
+  p.add_argument("--eval_split", choices=("test", "train"), default="test",
+                 help="score held-out pairs, or the first training pairs (the generalisation gap)")
   p.add_argument("--synthetic_resolution", type=int, default=128,
                  help="render size of the synthetic photos (records are cut from them)")
   p.add_argument("--sample_steps", type=int, default=50, help="DDPM steps for the held-out samples")
@@ -85,8 +90,8 @@ def make_config(variant: str, args: argparse.Namespace, train_glob: str):
   return config
 
 
-def prepare_data(args: argparse.Namespace) -> tuple[str, str, str]:
-  """Synthetic train and held-out test sets -> (train glob, test glob, raw test root)."""
+def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+  """Synthetic train and held-out test sets -> {split: (records glob, raw root)}."""
   from data_pipelines import synthetic, viton_hd  # pylint: disable=g-import-not-at-top
   data = os.path.join(args.workdir, "data")
   out = {}
@@ -101,16 +106,17 @@ def prepare_data(args: argparse.Namespace) -> tuple[str, str, str]:
       print(json.dumps({"event": "data", "split": split, "written": summary["written"],
                         "skipped": summary["skipped"]}), flush=True)
     out[split] = (os.path.join(records, "*.tfrecord"), raw)
-  return out["train"][0], out["test"][0], out["test"][1]
+  return out
 
 
-def garment_masks(test_glob: str, raw_root: str, ids: Sequence[str], resolution: int) -> np.ndarray:
+def garment_masks(records_glob: str, raw_root: str, split: str, ids: Sequence[str],
+                  resolution: int) -> np.ndarray:
   """Target garment masks [N, R, R] bool, in the order of ``ids``: the target's upper-clothes
   labels from the raw parse map, cut and resized with the record's own square crop."""
   from data_pipelines import _convert  # pylint: disable=g-import-not-at-top
   from tryon_jax.data import labels, preprocess, schema, tfrecord  # pylint: disable=g-import-not-at-top
   by_id = {}
-  for path in sorted(glob.glob(test_glob)):
+  for path in sorted(glob.glob(records_glob)):
     for _, raw in tfrecord.read_tfrecord(path):
       rec = schema.deserialize(raw)
       by_id[rec.id] = rec
@@ -118,7 +124,7 @@ def garment_masks(test_glob: str, raw_root: str, ids: Sequence[str], resolution:
   for rid in ids:
     rec = by_id[rid]
     parse = _convert.read_label_map(
-        os.path.join(raw_root, "test", "image-parse-v3", _convert.stem(rec.person_id) + ".png"))
+        os.path.join(raw_root, split, "image-parse-v3", _convert.stem(rec.person_id) + ".png"))
     garment = np.isin(parse, sorted(labels.VITON_HD.garment)).astype(np.uint8) * 255
     crop = tuple(int(round(v)) for v in rec.person_crop)
     cut = preprocess.crop_resize(garment[..., None].repeat(3, -1), crop, resolution, nearest=True,
@@ -150,11 +156,22 @@ def train_variant(config, workdir: str) -> float:
   return seconds
 
 
-def test_batch(config, test_glob: str, num: int) -> dict:
+def eval_batch(config, data: dict[str, tuple[str, str]], split: str,
+               num: int) -> tuple[dict, np.ndarray]:
+  """The first ``num`` pairs of ``split`` (prepare_data's output) as one batch, and their target
+  garment masks [num, R, R] bool (see garment_masks)."""
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  batch = next(iter(pipeline.make_eval_dataset(config, test_glob, num)))
+  records_glob, raw_root = data[split]
+  batch = next(iter(pipeline.make_eval_dataset(config, records_glob, num)))
   valid = np.asarray(batch["valid"]) > 0
-  return {k: np.asarray(v)[valid] for k, v in batch.items()}
+  batch = {k: np.asarray(v)[valid] for k, v in batch.items()}
+  masks = garment_masks(records_glob, raw_root, split, batch_ids(batch),
+                        int(config.data.resolution))
+  return batch, masks
+
+
+def batch_ids(batch: dict) -> list[str]:
+  return [i.decode() if isinstance(i, bytes) else str(i) for i in batch["id"]]
 
 
 def sample_variant(config, spec, state, batch: dict, sample_steps: int, seed: int) -> np.ndarray:
@@ -327,20 +344,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from tryon_jax import models  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
-  train_glob, test_glob, test_raw = prepare_data(args)
+  data = prepare_data(args)
+  train_glob = data["train"][0]
   results = {"command": "python -m benchmarks.learning " + " ".join(sys.argv[1:] if argv is None else argv),
              "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
              "steps": args.steps, "num_train": args.num_train, "num_test": args.num_test,
-             "sample_steps": args.sample_steps, "seed": args.seed, "variants": {}}
+             "sample_steps": args.sample_steps, "seed": args.seed,
+             "eval_split": args.eval_split, "variants": {}}
   outputs, batch, masks = {}, None, None
   for variant in variants:
     config = make_config(variant, args, train_glob)
     workdir = os.path.join(args.workdir, variant)
     train_seconds = train_variant(config, workdir)
     if batch is None:
-      batch = test_batch(config, test_glob, args.num_test)
-      ids = [i.decode() if isinstance(i, bytes) else str(i) for i in batch["id"]]
-      masks = garment_masks(test_glob, test_raw, ids, int(config.data.resolution))
+      batch, masks = eval_batch(config, data, args.eval_split, args.num_test)
+      results["eval_ids"] = batch_ids(batch)
       results["reference"] = {"copy_garment_input": garment_metrics(batch["garment"],
                                                                     batch["person"], masks)}
     start = time.perf_counter()

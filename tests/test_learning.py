@@ -1,5 +1,6 @@
 """The learning study script runs end to end on a tiny setting and writes well-formed results."""
 
+import glob
 import json
 
 import numpy as np
@@ -62,6 +63,25 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path):
   config = learning.make_config("parallel", args, train_glob="unused")
   seconds = learning.train_variant(config, str(tmp_path / "work" / "parallel"))
   assert abs(seconds - results["variants"]["parallel"]["train_seconds"]) <= 0.05  # JSON rounds
+
+  # --eval_split=train scores training pairs with the same finished run.
+  on_train = learning.main(["--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "train"),
+                            "--variants", "parallel", "--eval_split", "train"] + TINY)
+  train_ids = set(_record_ids(str(tmp_path / "work" / "data" / "records_train")))
+  assert on_train["eval_split"] == "train" and len(on_train["eval_ids"]) == 3
+  assert set(on_train["eval_ids"]) <= train_ids
+  run = on_train["variants"]["parallel"]
+  assert run["train_seconds"] == results["variants"]["parallel"]["train_seconds"]
+  assert all(np.isfinite(run[m]) for m in metric_names)
+  # Other pairs (ids restart at 0 in each split, so they cannot tell the splits apart):
+  assert run["per_example"]["psnr_garment"] != saved["variants"]["parallel"]["per_example"][
+      "psnr_garment"]
+
+
+def _record_ids(records_dir: str) -> list[str]:
+  from tryon_jax.data import schema, tfrecord  # pylint: disable=g-import-not-at-top
+  return [schema.deserialize(raw).id for path in sorted(glob.glob(records_dir + "/*.tfrecord"))
+          for _, raw in tfrecord.read_tfrecord(path)]
 
 
 def test_garment_metrics_score_a_perfect_output_best():

@@ -43,12 +43,10 @@ def main(out_path: str, names: list[str]) -> None:
   for name in names:
     workdir, variant, sets = RUNS[name]
     args = learning.parse_args(["--workdir", workdir] + sum((["--set", s] for s in sets), []))
-    train_glob, test_glob, test_raw = learning.prepare_data(args)
-    config = learning.make_config(variant, args, train_glob)
+    data = learning.prepare_data(args)
+    config = learning.make_config(variant, args, data["train"][0])
     if batch is None:
-      batch = learning.test_batch(config, test_glob, args.num_test)
-      ids = [i.decode() if isinstance(i, bytes) else str(i) for i in batch["id"]]
-      masks = learning.garment_masks(test_glob, test_raw, ids, int(config.data.resolution))
+      batch, masks = learning.eval_batch(config, data, "test", args.num_test)
     schedule = schedules.make_schedule(config.diffusion)
     levels = [round(t_at_logsnr(schedule, level), 4) for level in LOGSNR]
     spec, _, state = loop.restore_latest_state(config, f"{workdir}/{variant}")
