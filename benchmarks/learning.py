@@ -13,7 +13,12 @@ measures, on the garment region of the target (its upper-clothes label, cropped 
   * ssim: SSIM of the whole image (dm-pix, 7x7 Gaussian window: the images are 32 px);
   * ssim_garment: the SSIM map averaged over garment pixels;
   * hist_l1_garment: L1 distance of the 8x8x8-bin colour histograms of the target's and the
-    output's garment pixels (0 = same colours, 2 = disjoint): texture/colour fidelity.
+    output's garment pixels (0 = same colours, 2 = disjoint): texture/colour fidelity;
+  * fid, kid, kid_std: FID and KID (x1000) of the whole try-ons against the targets
+    (tryon_jax.eval, InceptionV3 pool3). Over only ``--num_test`` images FID is biased upward, so
+    only variants scored on the same pairs compare; KID is unbiased. They need the converted
+    Inception weights (``--inception_weights``, see tryon_jax.eval.convert_inception); without
+    them ``inception_skipped`` says why.
 A reference row ``copy_garment_input`` scores I_c itself (the garment in its *other* pose) against
 the target: a model that did not warp would score about that. ``garment_reliance`` asks whether
 the model reads I_c at all: the garment-region error of its x0 estimate with the pair's own garment
@@ -56,6 +61,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="held-out synthetic pairs; also the number of pairs sampled and scored")
   p.add_argument("--eval_split", choices=("test", "train"), default="test",
                  help="score held-out pairs, or the first training pairs (the generalisation gap)")
+  p.add_argument("--inception_weights", default="",
+                 help="InceptionV3 .npz for FID/KID (default: tryon_jax.eval's default path)")
   p.add_argument("--synthetic_resolution", type=int, default=128,
                  help="render size of the synthetic photos (records are cut from them)")
   p.add_argument("--sample_steps", type=int, default=50, help="DDPM steps for the held-out samples")
@@ -343,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   os.makedirs(args.out, exist_ok=True)
   import jax  # pylint: disable=g-import-not-at-top
   from tryon_jax import models  # pylint: disable=g-import-not-at-top
+  from tryon_jax.eval import evaluate  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
   data = prepare_data(args)
   train_glob = data["train"][0]
@@ -364,15 +372,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     start = time.perf_counter()
     spec, _, state = loop.restore_latest_state(config, workdir)
     outputs[variant] = sample_variant(config, spec, state, batch, args.sample_steps, args.seed)
+    sample_seconds = round(time.perf_counter() - start, 1)  # restore + compile + sampling
+    scorer = evaluate.InceptionScorer(args.inception_weights)
+    scorer.add(to_uint8(outputs[variant]), to_uint8(batch["person"]))
+    image_scores = scorer.results()  # {} when skipped
+    if scorer.skipped:
+      results["inception_skipped"] = scorer.skipped
     curve = read_curve(workdir)
     results["variants"][variant] = {
         "params": models.count_params(config.model)["params"],
         "train_steps": args.steps, "train_seconds": round(train_seconds, 1),
         "seconds_per_step": round(train_seconds / args.steps, 3),
-        "sample_seconds": round(time.perf_counter() - start, 1),
+        "sample_seconds": sample_seconds,
         "final_loss": curve[-1][1] if curve else None,
         "loss_curve": curve,
-        **garment_metrics(outputs[variant], batch["person"], masks),
+        **garment_metrics(outputs[variant], batch["person"], masks), **image_scores,
         "garment_reliance": garment_reliance(config, spec, state, batch, masks, args.seed)}
     print(json.dumps({"event": "variant", "variant": variant,
                       **{k: v for k, v in results["variants"][variant].items()

@@ -18,14 +18,17 @@ TINY = ["--steps", "2", "--num_train", "8", "--num_test", "3", "--synthetic_reso
         "--set", "model.pool_heads=2", "--set", "train.batch_size=4"]
 
 
-def test_learning_study_writes_results_grid_and_curves(tmp_path):
+def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   out = tmp_path / "out"
-  argv = ["--workdir", str(tmp_path / "work"), "--out", str(out)] + TINY
+  argv = ["--workdir", str(tmp_path / "work"), "--out", str(out),
+          "--inception_weights", str(tmp_path / "no_inception.npz")] + TINY
   results = learning.main(argv)
 
   saved = json.loads((out / "results.json").read_text())
   assert saved["steps"] == 2 and saved["num_test"] == 3
   assert set(saved["variants"]) == {"parallel", "concat"}
+  assert "no_inception.npz" in saved["inception_skipped"]  # FID/KID skipped, saying why
+  assert "fid" not in saved["variants"]["parallel"]
   metric_names = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment")
   args = learning.parse_args(argv)
   schedule = schedules.make_schedule(learning.make_config("parallel", args, "unused").diffusion)
@@ -64,9 +67,21 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path):
   seconds = learning.train_variant(config, str(tmp_path / "work" / "parallel"))
   assert abs(seconds - results["variants"]["parallel"]["train_seconds"]) <= 0.05  # JSON rounds
 
-  # --eval_split=train scores training pairs with the same finished run.
+  # --eval_split=train scores training pairs with the same finished run; FID/KID with a stand-in
+  # for Inception pool3 (colour thumbnails, projected).
+  from tryon_jax.eval import fid as fid_lib  # pylint: disable=g-import-not-at-top
+  projection = np.random.default_rng(0).normal(size=(4 * 4 * 3, 8))
+
+  def features(images):
+    thumbs = np.stack([np.asarray(Image.fromarray(i).resize((4, 4), Image.BOX)) for i in images])
+    return (thumbs.reshape(len(images), -1) / 255.0) @ projection
+
+  weights = tmp_path / "weights.npz"
+  weights.write_bytes(b"stand-in")
+  monkeypatch.setattr(fid_lib, "load_feature_fn", lambda path: features)
   on_train = learning.main(["--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "train"),
-                            "--variants", "parallel", "--eval_split", "train"] + TINY)
+                            "--variants", "parallel", "--eval_split", "train",
+                            "--inception_weights", str(weights)] + TINY)
   train_ids = set(_record_ids(str(tmp_path / "work" / "data" / "records_train")))
   assert on_train["eval_split"] == "train" and len(on_train["eval_ids"]) == 3
   assert set(on_train["eval_ids"]) <= train_ids
@@ -76,6 +91,17 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path):
   # Other pairs (ids restart at 0 in each split, so they cannot tell the splits apart):
   assert run["per_example"]["psnr_garment"] != saved["variants"]["parallel"]["per_example"][
       "psnr_garment"]
+  # FID/KID are those of the outputs against the targets, read back from the grid (columns I_a,
+  # I_c, target, parallel; 32 px cells upscaled 4x by nearest neighbour).
+  cells = np.asarray(Image.open(tmp_path / "train" / "grid.png"))[::4, ::4]
+  target, tryon = ([cells[32 * i:32 * i + 32, 32 * col:32 * col + 32] for i in range(3)]
+                   for col in (2, 3))
+  fake, real = features(list(tryon)), features(list(target))
+  np.testing.assert_allclose(run["fid"], fid_lib.fid_from_stats(
+      fid_lib.stats_from_features(fake), fid_lib.stats_from_features(real)), rtol=1e-3)
+  np.testing.assert_allclose(run["kid"], fid_lib.kid_from_features(fake, real).mean,
+                             rtol=1e-3, atol=1e-3)
+  assert run["fid"] > 0.01 and "inception_skipped" not in on_train
 
 
 def _record_ids(records_dir: str) -> list[str]:
