@@ -71,7 +71,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--variants", default=",".join(VARIANTS))
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override for both variants, e.g. model.channels=(16,32)")
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if args.steps is None:
+    from configs import learning  # pylint: disable=g-import-not-at-top
+    args.steps = int(learning.get_config().train.num_steps)
+  return args
 
 
 def make_config(variant: str, args: argparse.Namespace, train_glob: str):
@@ -79,7 +83,7 @@ def make_config(variant: str, args: argparse.Namespace, train_glob: str):
   config = learning.get_config(variant)
   config.seed = args.seed
   config.data.path = train_glob
-  steps = args.steps or config.train.num_steps
+  steps = args.steps
   config.train.num_steps = steps
   config.train.checkpoint_every_steps = steps
   config.train.sample_every_steps = 0
@@ -340,9 +344,6 @@ def write_loss_plot(path: str, curves: dict[str, list[tuple[int, float]]],
 
 def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_args(argv)
-  if args.steps is None:
-    from configs import learning  # pylint: disable=g-import-not-at-top
-    args.steps = int(learning.get_config().train.num_steps)
   variants = [v for v in args.variants.split(",") if v]
   for v in variants:
     if v not in VARIANTS:
