@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_inference_support as support  # pylint: disable=wrong-import-position
@@ -149,15 +148,7 @@ def test_paired_metrics_are_those_of_the_outputs_against_their_own_photos(
     setup, tmp_path, stand_in_cascade, monkeypatch):
   """SSIM/PSNR per pair and FID/KID over the set, with a stand-in feature extractor."""
   from tryon_jax.eval import fid as fid_lib  # pylint: disable=g-import-not-at-top
-  projection = np.random.default_rng(0).normal(size=(3 * 4 * 4, 8))
-
-  def features(images):  # a stand-in for Inception pool3: 4x4 colour thumbnails, projected
-    thumbs = np.stack([np.asarray(Image.fromarray(i).resize((4, 4), Image.BOX)) for i in images])
-    return (thumbs.reshape(len(images), -1) / 255.0) @ projection
-
-  weights = tmp_path / "weights.npz"
-  weights.write_bytes(b"stand-in")
-  monkeypatch.setattr(fid_lib, "load_feature_fn", lambda path: features)
+  weights, features = support.stand_in_inception(monkeypatch, tmp_path)
   workdir = _own_workdir(setup, tmp_path)
   opts = options.EvalOptions(records=setup["data"]["records"], batch_size=3, max_examples=3,
                              inception_weights=str(weights), name="oracle")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_train_support as train_support  # pylint: disable=wrong-import-position
@@ -118,6 +119,26 @@ def oracle(config, source: str):
     return (x - alpha[:, None, None, None] * cond[source]) / sigma[:, None, None, None]
 
   return model_fn
+
+
+def stand_in_inception(monkeypatch, tmp_path) -> tuple[str, Callable]:
+  """Replaces the Inception pool3 extractor (tryon_jax.eval.fid.load_feature_fn) with 4x4 colour
+  thumbnails projected to 8 dims. Returns a weights path that exists (the scorers check for the
+  file) and the stand-in: uint8 images [N, H, W, 3] -> features [N, 8]."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from tryon_jax.eval import fid as fid_lib  # pylint: disable=g-import-not-at-top
+  projection = np.random.default_rng(0).normal(size=(4 * 4 * 3, 8))
+
+  def features(images):
+    thumbs = np.stack([np.asarray(Image.fromarray(i).resize((4, 4), Image.BOX)) for i in images])
+    return (thumbs.reshape(len(images), -1) / 255.0) @ projection
+
+  weights = os.path.join(str(tmp_path), "stand_in_inception.npz")
+  with open(weights, "wb") as f:
+    f.write(b"stand-in")
+  monkeypatch.setattr(fid_lib, "load_feature_fn", lambda path: features)
+  return weights, features
 
 
 def stand_in_build_cascade(ckpts, **_):

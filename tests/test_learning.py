@@ -2,12 +2,17 @@
 
 import glob
 import json
+import os
+import sys
 
 import numpy as np
 from PIL import Image
 
 from benchmarks import learning
 from tryon_jax.diffusion import schedules
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_inference_support as support  # pylint: disable=wrong-import-position
 
 TINY = ["--steps", "2", "--num_train", "8", "--num_test", "3", "--synthetic_resolution", "64",
         "--sample_steps", "2", "--grid_rows", "3",
@@ -68,20 +73,12 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert abs(seconds - results["variants"]["parallel"]["train_seconds"]) <= 0.05  # JSON rounds
 
   # --eval_split=train scores training pairs with the same finished run; FID/KID with a stand-in
-  # for Inception pool3 (colour thumbnails, projected).
+  # for Inception pool3.
   from tryon_jax.eval import fid as fid_lib  # pylint: disable=g-import-not-at-top
-  projection = np.random.default_rng(0).normal(size=(4 * 4 * 3, 8))
-
-  def features(images):
-    thumbs = np.stack([np.asarray(Image.fromarray(i).resize((4, 4), Image.BOX)) for i in images])
-    return (thumbs.reshape(len(images), -1) / 255.0) @ projection
-
-  weights = tmp_path / "weights.npz"
-  weights.write_bytes(b"stand-in")
-  monkeypatch.setattr(fid_lib, "load_feature_fn", lambda path: features)
-  on_train = learning.main(["--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "train"),
-                            "--variants", "parallel", "--eval_split", "train",
-                            "--inception_weights", str(weights)] + TINY)
+  weights, features = support.stand_in_inception(monkeypatch, tmp_path)
+  train_argv = ["--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "train"),
+                "--variants", "parallel", "--eval_split", "train", "--inception_weights", weights]
+  on_train = learning.main(train_argv + TINY)
   train_ids = set(_record_ids(str(tmp_path / "work" / "data" / "records_train")))
   assert on_train["eval_split"] == "train" and len(on_train["eval_ids"]) == 3
   assert set(on_train["eval_ids"]) <= train_ids
@@ -91,11 +88,19 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   # Other pairs (ids restart at 0 in each split, so they cannot tell the splits apart):
   assert run["per_example"]["psnr_garment"] != saved["variants"]["parallel"]["per_example"][
       "psnr_garment"]
-  # FID/KID are those of the outputs against the targets, read back from the grid (columns I_a,
-  # I_c, target, parallel; 32 px cells upscaled 4x by nearest neighbour).
-  cells = np.asarray(Image.open(tmp_path / "train" / "grid.png"))[::4, ::4]
-  target, tryon = ([cells[32 * i:32 * i + 32, 32 * col:32 * col + 32] for i in range(3)]
-                   for col in (2, 3))
+  # The grids' target columns (I_a, I_c, target, parallel; 32 px cells upscaled 4x by nearest
+  # neighbour): the training split's first people, not the held-out ones.
+  def column(grid_dir, col):
+    cells = np.asarray(Image.open(grid_dir / "grid.png"))[::4, ::4]
+    return np.stack([cells[32 * i:32 * i + 32, 32 * col:32 * col + 32] for i in range(3)])
+
+  train_args = learning.parse_args(train_argv + TINY)
+  first_train, _ = learning.eval_batch(learning.make_config("parallel", train_args, "unused"),
+                                       learning.prepare_data(train_args), "train", 3)
+  target, tryon = column(tmp_path / "train", 2), column(tmp_path / "train", 3)
+  np.testing.assert_array_equal(target, learning.to_uint8(first_train["person"]))
+  assert not np.array_equal(target, column(out, 2))
+  # FID/KID are those of the outputs against the targets.
   fake, real = features(list(tryon)), features(list(target))
   np.testing.assert_allclose(run["fid"], fid_lib.fid_from_stats(
       fid_lib.stats_from_features(fake), fid_lib.stats_from_features(real)), rtol=1e-3)
