@@ -249,6 +249,37 @@ def test_attention_impl_auto_is_xla_off_gpu_and_forced_choices_are_kept():
   assert block.self_attn.implementation == "xla" == block.cross_attn.implementation
 
 
+def test_cudnn_branch_attends_to_the_masked_keys_only(monkeypatch):
+  """The cuDNN branch reorders keys (keys_attended_first) and passes per-row key counts; run here
+  through XLA's kernel, its output and gradients equal the masked attention's."""
+  b, t, s, heads, dim = 3, 5, 9, 2, 4
+  q, k, v = (jax.random.normal(jax.random.key(i), (b, n, heads * dim))
+             for i, n in enumerate((t, s, s)))
+  kv_mask = jnp.array([[1, 0, 1, 1, 0, 0, 1, 1, 0],  # gaps anywhere, at least one key per row
+                       [0, 0, 0, 0, 0, 0, 0, 0, 1],
+                       [1, 1, 1, 1, 1, 1, 1, 1, 1]], jnp.float32)
+  real = jax.nn.dot_product_attention
+  calls = []
+
+  def as_xla(*args, implementation=None, **kwargs):
+    calls.append((implementation, sorted(kwargs)))
+    return real(*args, implementation="xla", **kwargs)
+
+  def loss(impl, q, k, v):
+    return jnp.sum(jnp.sin(layers.multi_head_attention(q, k, v, heads, kv_mask, impl)))
+
+  want, want_grads = jax.value_and_grad(loss, argnums=(1, 2, 3))("xla", q, k, v)
+  monkeypatch.setattr(jax.nn, "dot_product_attention", as_xla)
+  got, got_grads = jax.value_and_grad(loss, argnums=(1, 2, 3))("cudnn", q, k, v)
+  assert calls == [("cudnn", ["key_value_seq_lengths"])]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  for g, w in zip(got_grads, want_grads):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+  k2, _, lengths = layers.keys_attended_first(k, v, kv_mask)
+  assert lengths.tolist() == [5, 1, 9]
+  np.testing.assert_array_equal(k2[1, 0], k[1, 8])  # row 1's only attended key moves first
+
+
 SHARDED_INIT = r"""
 import jax
 from flax import nnx

@@ -162,11 +162,34 @@ def multi_head_attention(q: jax.Array, k: jax.Array, v: jax.Array, num_heads: in
   q = q.reshape(b, t, num_heads, head_dim)
   k = k.reshape(b, s, num_heads, head_dim)
   v = v.reshape(b, s, num_heads, head_dim)
-  mask = None
-  if kv_mask is not None:
+  if kv_mask is None:
+    out = jax.nn.dot_product_attention(q, k, v, implementation=implementation)
+  elif implementation == "cudnn":  # cuDNN takes per-row key counts, not a [B, 1, 1, S] mask
+    k, v, lengths = keys_attended_first(k, v, kv_mask)
+    out = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths,
+                                       implementation=implementation)
+  else:
     mask = (kv_mask > 0)[:, None, None, :]  # [B, 1, 1, S] broadcast over heads and queries
-  out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
   return out.reshape(b, t, c)
+
+
+def keys_attended_first(k: jax.Array, v: jax.Array, kv_mask: jax.Array
+                        ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Moves each row's attended keys (and their values) to the front, keeping their order.
+
+  k, v: [B, S, ...]; kv_mask: [B, S] (1 = attend) -> (k, v, lengths [B] int32). Attention does
+  not depend on the order of its keys, so attending to the first ``lengths`` keys of the result
+  equals the masked attention. On an H100 (jax 0.11.2) cuDNN refused the [B, 1, 1, S] mask of
+  the pose tokens ("Bias must have same seq length as QKV"); jax's cuDNN path takes such lengths
+  as a padding mask instead (not yet run on a GPU with these shapes).
+  """
+  attended = kv_mask > 0
+  order = jnp.argsort(~attended, axis=1, stable=True)  # attended (False) before masked (True)
+  index = order.reshape(order.shape + (1,) * (k.ndim - 2))
+  k = jnp.take_along_axis(k, index, axis=1)
+  v = jnp.take_along_axis(v, index, axis=1)
+  return k, v, jnp.sum(attended, axis=1, dtype=jnp.int32)
 
 
 class SelfAttention(nnx.Module):
