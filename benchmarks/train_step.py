@@ -8,7 +8,8 @@ Runs the project's own train step (tryon_jax.train: sharded state init, the pure
 the state donated) on random batches of the stage's shapes (docs/ARCHITECTURE.md), so it measures
 the model + loss + Adam + EMA update, not the input pipeline (benchmarks.data measures that).
 
-  * init_s: building the sharded train state (its jitted initializer, compile included);
+  * init_s: building the sharded train state: with --init=model its jitted initializer (compile
+    included); with --init=random values drawn on the host and put on the devices (random_state);
   * compile_s: jit lower + XLA compile of the step;
   * step_s: median wall time of one step, blocking on its outputs, after --warmup steps;
   * pipelined_step_s: mean time per step over --steps steps dispatched back to back with one block
@@ -50,6 +51,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="global batch, or a comma list (one result each; 0 = config.train.batch_size)")
   p.add_argument("--steps", type=int, default=10, help="timed steps")
   p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
+  p.add_argument("--init", choices=("model", "random"), default="model",
+                 help="model = the train state's own jitted initializer; random = built on "
+                 "the host like it (random_state), skipping the initializer's compile (78 s on "
+                 "an H100 for base128)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override, e.g. model.dtype=bfloat16 (repeatable)")
   p.add_argument("--results", default=common.DEFAULT_RESULTS,
@@ -73,15 +78,46 @@ def random_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray
   return batch
 
 
-def model_flops(config, mesh, abstract_batch) -> float:
-  """FLOPs of one step lowered (not compiled) with remat off and XLA attention (a cuDNN
-  flash-attention custom call would count no FLOPs)."""
-  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
-  from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+def random_state(spec) -> object:
+  """A train state of ``spec``'s shapes and shardings built on the host, without compiling the
+  state's initializer, valued like it: kernels N(0, 1/fan_in) (fan_in = all but the last axis),
+  norm scales 1, biases and other vectors 0, the EMA equal to the model, the optimizer's moments
+  and counters 0. The draws come from one host buffer, sliced per leaf.
+  """
+  paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(spec.abstract)
+  largest = max(int(np.prod(leaf.shape)) for _, leaf in paths_leaves)
+  normal = np.random.default_rng(0).standard_normal(largest, np.float32)
+
+  def value(path, leaf) -> np.ndarray:
+    keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+    size = int(np.prod(leaf.shape))
+    if keys[0] == "optimizer" or not np.issubdtype(leaf.dtype, np.floating):
+      return np.zeros(leaf.shape, leaf.dtype)
+    if len(leaf.shape) >= 2:
+      fan_in = size // leaf.shape[-1]
+      return (normal[:size].reshape(leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
+    fill = 1.0 if "scale" in keys else 0.0
+    return np.full(leaf.shape, fill, leaf.dtype)
+
+  return jax.tree.unflatten(treedef, [jax.device_put(value(path, leaf), leaf.sharding)
+                                      for path, leaf in paths_leaves])
+
+
+def counting_config(config):
+  """``config`` with remat off and XLA attention: what model_flops lowers (a cuDNN
+  flash-attention custom call would count no FLOPs, remat would count the recomputation)."""
   counting = copy.deepcopy(config)
   counting.model.remat = False
   if "attention_impl" in counting.model:
     counting.model.attention_impl = "xla"
+  return counting
+
+
+def model_flops(config, mesh, abstract_batch) -> float:
+  """FLOPs of one step of ``counting_config(config)``, lowered (not compiled)."""
+  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  counting = counting_config(config)
   spec = state_lib.state_spec(counting, mesh)
   step = step_lib.make_train_step(counting, spec)
   with jax.set_mesh(mesh):
@@ -107,7 +143,8 @@ def run(args: argparse.Namespace) -> list[dict]:
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   start = time.perf_counter()
   spec = state_lib.state_spec(config, mesh)
-  holder = {"state": jax.block_until_ready(state_lib.init_state(config, spec))}
+  state = state_lib.init_state(config, spec) if args.init == "model" else random_state(spec)
+  holder = {"state": jax.block_until_ready(state)}
   init_s = time.perf_counter() - start
   train_step = step_lib.make_train_step(config, spec)
   info = common.device_info()
@@ -119,7 +156,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                                           sharding.batch_sharding(mesh))
     start = time.perf_counter()
     with jax.set_mesh(mesh):
-      compiled = train_step.lower(holder["state"], batch).compile()
+      lowered = train_step.lower(holder["state"], batch)
+      compiled = lowered.compile()
     compile_s = time.perf_counter() - start
     flops = common.cost_analysis_flops(compiled)
     memory = compiled.memory_analysis()  # aliased bytes = donated state updated in place
@@ -137,27 +175,30 @@ def run(args: argparse.Namespace) -> list[dict]:
     jax.block_until_ready((holder["state"], metrics))
     pipelined_s = (time.perf_counter() - start) / args.steps
     loss = float(jax.device_get(metrics["loss"]))
-    if not np.isfinite(loss):
-      raise SystemExit(f"train step produced a non-finite loss ({loss}) at batch {batch_size}: "
-                       "the timing is meaningless")
     peak_mem, mem_source = common.peak_memory_bytes()
-    abstract_batch = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), batch)
-    mflops = model_flops(config, mesh, abstract_batch)
+    if counting_config(config).to_dict() == config.to_dict():  # the step is its own count
+      mflops = common.cost_analysis_flops(lowered)
+    else:  # lowering again costs about as long as the step's own lowering
+      abstract_batch = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), batch)
+      mflops = model_flops(config, mesh, abstract_batch)
     if peak is None:  # after the step timings: on CPU this runs a matmul benchmark
       peak, peak_source = common.peak_flops_per_device()
     achieved = mflops / pipelined_s
     results.append({
         "benchmark": TABLE, **info, "config": args.config, "overrides": list(args.set),
         "dtype": str(config.model.dtype), "remat": bool(config.model.remat), "batch": batch_size,
-        "init_s": init_s, "compile_s": compile_s, "step_s": common.median(times),
+        "init": args.init, "init_s": init_s, "compile_s": compile_s, "step_s": common.median(times),
         "step_s_min": min(times), "pipelined_step_s": pipelined_s,
         "images_per_s": batch_size / pipelined_s, "flops_per_step": flops,
         "model_flops_per_step": mflops, "achieved_flops": achieved,
         "peak_flops_per_device": peak, "peak_source": peak_source,
         "mfu": achieved / (peak * jax.device_count()), "peak_mem_bytes": peak_mem,
         "peak_mem_source": mem_source, "donated_bytes": aliased, "loss": loss})
-    common.emit(results[-1])
+    common.emit(results[-1])  # printed even when the loss is not finite: kept, not trusted
+    if not np.isfinite(loss):
+      raise SystemExit(f"train step produced a non-finite loss ({loss}) at batch {batch_size}: "
+                       "its timing (printed above) is not written to the results table")
     if args.results:
       append(args.results, results[-1])
   return results
