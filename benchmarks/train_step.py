@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -103,26 +103,31 @@ def random_state(spec) -> object:
                                       for path, leaf in paths_leaves])
 
 
-def counting_config(config):
-  """``config`` with remat off and XLA attention: what model_flops lowers (a cuDNN
-  flash-attention custom call would count no FLOPs, remat would count the recomputation)."""
+def model_flops_counter(config, mesh) -> Callable[[jax.stages.Lowered, dict], float]:
+  """Returns ``count(lowered_step, batch) -> FLOPs`` of one step of ``config`` with remat off and
+  XLA attention (a cuDNN flash-attention custom call would count no FLOPs, remat would count the
+  recomputation), lowered but not compiled. Where ``config.model`` already has both, that is the
+  timed step's own lowering; else the counting step is built here, once per run (its state spec
+  traces the whole model)."""
+  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   counting = copy.deepcopy(config)
   counting.model.remat = False
   if "attention_impl" in counting.model:
     counting.model.attention_impl = "xla"
-  return counting
-
-
-def model_flops(config, mesh, abstract_batch) -> float:
-  """FLOPs of one step of ``counting_config(config)``, lowered (not compiled)."""
-  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
-  from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
-  counting = counting_config(config)
+  if counting.model.to_dict() == config.model.to_dict():
+    return lambda lowered, batch: common.cost_analysis_flops(lowered)
   spec = state_lib.state_spec(counting, mesh)
   step = step_lib.make_train_step(counting, spec)
-  with jax.set_mesh(mesh):
-    lowered = step.lower(spec.abstract, abstract_batch)
-  return common.cost_analysis_flops(lowered)
+
+  def count(lowered, batch) -> float:
+    del lowered  # the timed step's: remat or cuDNN make it count other FLOPs
+    abstract_batch = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), batch)
+    with jax.set_mesh(mesh):
+      return common.cost_analysis_flops(step.lower(spec.abstract, abstract_batch))
+
+  return count
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -147,6 +152,7 @@ def run(args: argparse.Namespace) -> list[dict]:
   holder = {"state": jax.block_until_ready(state)}
   init_s = time.perf_counter() - start
   train_step = step_lib.make_train_step(config, spec)
+  model_flops = model_flops_counter(config, mesh)
   info = common.device_info()
   peak = None
   results = []
@@ -176,12 +182,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     pipelined_s = (time.perf_counter() - start) / args.steps
     loss = float(jax.device_get(metrics["loss"]))
     peak_mem, mem_source = common.peak_memory_bytes()
-    if counting_config(config).to_dict() == config.to_dict():  # the step is its own count
-      mflops = common.cost_analysis_flops(lowered)
-    else:  # lowering again costs about as long as the step's own lowering
-      abstract_batch = jax.tree.map(
-          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), batch)
-      mflops = model_flops(config, mesh, abstract_batch)
+    mflops = model_flops(lowered, batch)
     if peak is None:  # after the step timings: on CPU this runs a matmul benchmark
       peak, peak_source = common.peak_flops_per_device()
     achieved = mflops / pipelined_s
