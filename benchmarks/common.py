@@ -169,6 +169,12 @@ def peak_memory_bytes() -> tuple[int, str]:
   return int(rss if sys.platform == "darwin" else rss * 1024), "process_max_rss"
 
 
+def device_memory_limit() -> int | None:
+  """Bytes the allocator may use on the first device (GPU/TPU), None where it says none (CPU)."""
+  stats = jax.devices()[0].memory_stats()
+  return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+
+
 def cost_analysis_flops(compiled: jax.stages.Compiled | jax.stages.Lowered) -> float:
   """FLOPs that XLA's cost analysis counts for one call of a lowered or compiled program."""
   cost = compiled.cost_analysis()

@@ -24,12 +24,16 @@ the model + loss + Adam + EMA update, not the input pipeline (benchmarks.data me
     about the whole train state when donation works;
   * peak_mem_bytes: the device allocator's peak, or the process's max RSS on CPU (a process-wide
     peak: with --batch=16,32 the second row's peak covers both; list batches in rising order).
+
+--batch=32,fit measures batch 32, then the largest batch that should fit the device (fit_batch:
+linear in the batch from the last measured peak, the donated state as the fixed part).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -48,7 +52,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", default="configs/demo.py", help="config file[:variant]")
   p.add_argument("--batch", default="0",
-                 help="global batch, or a comma list (one result each; 0 = config.train.batch_size)")
+                 help="global batch, or a comma list (one result each; 0 = config.train.batch_size;"
+                 " 'fit' = the largest that should fit the device's memory, after a measured one)")
+  p.add_argument("--fit_fraction", type=float, default=0.9,
+                 help="'fit' plans for this fraction of the device's memory limit (headroom for "
+                 "fragmentation and the estimate's error)")
+  p.add_argument("--fit_multiple", type=int, default=8,
+                 help="'fit' rounds the batch down to a multiple of this (whole tiles per device)")
   p.add_argument("--steps", type=int, default=10, help="timed steps")
   p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
   p.add_argument("--init", choices=("model", "random"), default="model",
@@ -138,13 +148,16 @@ def run(args: argparse.Namespace) -> list[dict]:
 
   config = common.load_config(args.config, args.set)
   try:
-    batches = [int(b) for b in str(args.batch).split(",")]
+    batches = [b if b == "fit" else int(b) or int(config.train.batch_size)
+               for b in str(args.batch).split(",")]
   except ValueError:
-    raise SystemExit(f"--batch={args.batch!r}: expected an int or a comma list of ints") from None
-  batches = [b or int(config.train.batch_size) for b in batches]
-  if args.steps < 1 or args.warmup < 0 or min(batches) < 1:
-    raise SystemExit(f"--steps={args.steps} and --batch={args.batch} must be >= 1, "
-                     f"--warmup={args.warmup} >= 0")
+    raise SystemExit(f"--batch={args.batch!r}: expected ints or 'fit', comma separated") from None
+  sizes = [b for b in batches if b != "fit"]
+  if (args.steps < 1 or args.warmup < 0 or not sizes or min(sizes) < 1 or batches[0] == "fit"
+      or not 0 < args.fit_fraction <= 1 or args.fit_multiple < 1):
+    raise SystemExit(f"--steps={args.steps} and --batch={args.batch} must be >= 1 ('fit' after a "
+                     f"number), --warmup={args.warmup} >= 0, --fit_fraction in (0, 1], "
+                     f"--fit_multiple >= 1")
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   start = time.perf_counter()
   spec = state_lib.state_spec(config, mesh)
@@ -157,6 +170,11 @@ def run(args: argparse.Namespace) -> list[dict]:
   peak = None
   results = []
   for batch_size in batches:
+    if batch_size == "fit":
+      batch_size = fit_batch(results[-1], common.device_memory_limit(), args.fit_fraction,
+                             args.fit_multiple)
+      if batch_size is None:
+        continue
     config.train.batch_size = batch_size
     batch = sharding.host_local_to_global(random_batch(config, batch_size),
                                           sharding.batch_sharding(mesh))
@@ -203,6 +221,35 @@ def run(args: argparse.Namespace) -> list[dict]:
     if args.results:
       append(args.results, results[-1])
   return results
+
+
+def fit_batch(measured: dict, limit_bytes: int | None, fraction: float,
+              multiple: int) -> int | None:
+  """The largest multiple of ``multiple`` whose peak memory should stay within ``fraction`` of
+  ``limit_bytes``, or None (said on stderr) where it is no larger than ``measured["batch"]``.
+
+  The peak is taken as linear in the batch through the measured one: the donated train state is
+  the fixed part, and everything else (gradients, activations, workspace) scales with the batch.
+  Counting the gradients as per-example overestimates the slope, so the answer errs small.
+  """
+  if limit_bytes is None:
+    raise SystemExit("--batch=...,fit: this device reports no memory limit (CPU); give a number")
+  state, peak, measured_batch = measured["donated_bytes"], measured["peak_mem_bytes"], \
+      measured["batch"]
+  per_example = (peak - state) / measured_batch
+  if per_example <= 0:
+    raise SystemExit(f"--batch=...,fit: peak {peak} B at batch {measured_batch} is not above the "
+                     f"donated state's {state} B; cannot extrapolate")
+  batch = int((fraction * limit_bytes - state) / per_example) // multiple * multiple
+  if batch <= measured_batch:
+    print(f"fit: batch {measured_batch} already uses {peak / 1e9:.1f} of "
+          f"{limit_bytes / 1e9:.1f} GB; no larger multiple of {multiple} fits in "
+          f"{fraction:.0%} of it", file=sys.stderr, flush=True)
+    return None
+  print(f"fit: batch {batch} (state {state / 1e9:.1f} GB + {per_example / 1e9:.2f} GB per "
+        f"example, from batch {measured_batch}'s peak {peak / 1e9:.1f} GB; plan "
+        f"{fraction:.0%} of {limit_bytes / 1e9:.1f} GB)", file=sys.stderr, flush=True)
+  return batch
 
 
 def append(path: str, result: dict) -> None:

@@ -150,6 +150,22 @@ def test_random_state_has_the_spec_layout_and_initializer_like_values():
     np.testing.assert_array_equal(np.asarray(model_leaf), np.asarray(ema_leaf))
 
 
+def test_fit_batch_extrapolates_the_measured_peak_and_errs_small(capsys):
+  from benchmarks import train_step  # pylint: disable=g-import-not-at-top
+  gb = 1e9
+  measured = {"batch": 32, "donated_bytes": 18 * gb, "peak_mem_bytes": 50 * gb}  # 1 GB/example
+  # (0.9 * 80 - 18) / 1 = 54 examples -> 48, the largest multiple of 8 under it.
+  assert train_step.fit_batch(measured, 80 * gb, 0.9, 8) == 48
+  assert train_step.fit_batch(measured, 80 * gb, 0.9, 1) == 54
+  assert train_step.fit_batch(measured, 80 * gb, 0.9, 8) * 1 * gb + 18 * gb <= 0.9 * 80 * gb
+  assert train_step.fit_batch(measured, 55 * gb, 0.9, 8) is None  # 31.5 examples: no gain
+  assert "no larger multiple of 8" in capsys.readouterr().err
+  with pytest.raises(SystemExit, match="no memory limit"):
+    train_step.fit_batch(measured, None, 0.9, 8)
+  with pytest.raises(SystemExit, match="cannot extrapolate"):
+    train_step.fit_batch({**measured, "peak_mem_bytes": 18 * gb}, 80 * gb, 0.9, 8)
+
+
 def test_sampling_prints_one_result_per_sampler_with_stage_latencies(runs):
   records = _records(runs["sampling"])
   assert [r["sampler"] for r in records] == ["ddim", "dpmpp_2m"]
