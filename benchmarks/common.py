@@ -198,6 +198,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _cell(value: Any) -> str:
+  if value is None:
+    return ""  # not measured
   if isinstance(value, float):
     if value == 0.0:
       return "0"

@@ -15,9 +15,10 @@ the model + loss + Adam + EMA update, not the input pipeline (benchmarks.data me
   * pipelined_step_s: mean time per step over --steps steps dispatched back to back with one block
     at the end (as the train loop runs: no host sync per step); images_per_s uses this one;
   * flops_per_step: XLA's cost analysis of the compiled step (what the backend executes: includes
-    remat recomputation; custom calls such as cuDNN attention may count 0);
+    remat recomputation; custom calls such as cuDNN attention may count 0); null on a GPU;
   * model_flops_per_step: cost analysis of the same step lowered with remat off and attention on
-    XLA's own ops, so it counts every matmul/conv once whatever the kernels (the MFU numerator);
+    XLA's own ops, so it counts every matmul/conv once whatever the kernels (the MFU numerator),
+    in a CPU-only subprocess (count_model_flops; jax on a GPU counts nothing); null if it fails;
   * mfu = model_flops_per_step / pipelined_step_s / (peak FLOP/s per device x devices), the peak
     from benchmarks.common (datasheet dense bf16; on CPU a float32 matmul measured in this run);
   * donated_bytes: bytes of inputs the compiled step updates in place (XLA's alias analysis):
@@ -32,7 +33,9 @@ linear in the batch from the last measured peak, the donated state as the fixed 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +68,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="model = the train state's own jitted initializer; random = built on "
                  "the host like it (random_state), skipping the initializer's compile (78 s on "
                  "an H100 for base128)")
+  p.add_argument("--count_model_flops", action="store_true",
+                 help="only print each batch's model FLOPs per step (count_model_flops runs this "
+                 "in a CPU-only subprocess)")
+  p.add_argument("--count_timeout_s", type=float, default=300,
+                 help="limit on that subprocess (base128 took about 20 s with jax 0.11.2)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override, e.g. model.dtype=bfloat16 (repeatable)")
   p.add_argument("--results", default=common.DEFAULT_RESULTS,
@@ -113,31 +121,56 @@ def random_state(spec) -> object:
                                       for path, leaf in paths_leaves])
 
 
-def model_flops_counter(config, mesh) -> Callable[[jax.stages.Lowered, dict], float]:
-  """Returns ``count(lowered_step, batch) -> FLOPs`` of one step of ``config`` with remat off and
-  XLA attention (a cuDNN flash-attention custom call would count no FLOPs, remat would count the
-  recomputation), lowered but not compiled. Where ``config.model`` already has both, that is the
-  timed step's own lowering; else the counting step is built here, once per run (its state spec
-  traces the whole model)."""
+def count_model_flops(args: argparse.Namespace, batch_size: int) -> float | None:
+  """FLOPs of one step at ``batch_size`` with remat off and XLA attention (a cuDNN flash-attention
+  custom call would count none, remat would count the recomputation): XLA's cost analysis of the
+  step lowered, not compiled, in a CPU-only subprocess (``--count_model_flops``). On a GPU, jax
+  0.11.2 counts nothing (Lowered.cost_analysis is unimplemented on the CUDA plugin and the
+  compiled step reports no 'flops'); the unoptimised program's count is the same on any backend.
+  None, with the reason on stderr, if the count fails: the timings are kept either way."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+  command = [sys.executable, "-m", "benchmarks.train_step", f"--config={args.config}",
+             *(f"--set={item}" for item in args.set), f"--batch={batch_size}",
+             "--count_model_flops"]
+  try:
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False,
+                          timeout=args.count_timeout_s)
+  except subprocess.TimeoutExpired:
+    print(f"model FLOPs at batch {batch_size}: counting took over --count_timeout_s="
+          f"{args.count_timeout_s}", file=sys.stderr, flush=True)
+    return None
+  lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+  if proc.returncode or not lines:
+    tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+    print(f"model FLOPs at batch {batch_size}: counting failed (rc {proc.returncode}): {tail}",
+          file=sys.stderr, flush=True)
+    return None
+  return float(json.loads(lines[-1])["model_flops_per_step"])
+
+
+def print_model_flops(config, batches: Sequence[int]) -> None:
+  """``--count_model_flops``: one JSON line per batch, the step of ``config`` with remat off and
+  XLA attention lowered on a one-device mesh (the count is global: sharding does not change it)."""
+  from tryon_jax.parallel import sharding  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
-  counting = copy.deepcopy(config)
-  counting.model.remat = False
-  if "attention_impl" in counting.model:
-    counting.model.attention_impl = "xla"
-  if counting.model.to_dict() == config.model.to_dict():
-    return lambda lowered, batch: common.cost_analysis_flops(lowered)
-  spec = state_lib.state_spec(counting, mesh)
-  step = step_lib.make_train_step(counting, spec)
-
-  def count(lowered, batch) -> float:
-    del lowered  # the timed step's: remat or cuDNN make it count other FLOPs
-    abstract_batch = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), batch)
+  config.model.remat = False
+  if "attention_impl" in config.model:
+    config.model.attention_impl = "xla"
+  axes = tuple(config.mesh.axes)
+  mesh = sharding.make_mesh((1,) * len(axes), axes, devices=jax.devices()[:1])
+  spec = state_lib.state_spec(config, mesh)
+  step = step_lib.make_train_step(config, spec)
+  for batch_size in batches:
+    config.train.batch_size = batch_size
+    batch = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.batch_sharding(mesh)),
+        random_batch(config, batch_size))
     with jax.set_mesh(mesh):
-      return common.cost_analysis_flops(step.lower(spec.abstract, abstract_batch))
-
-  return count
+      flops = common.cost_analysis_flops(step.lower(spec.abstract, batch))
+    common.emit({"benchmark": TABLE, "batch": batch_size, "model_flops_per_step": flops})
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -158,6 +191,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     raise SystemExit(f"--steps={args.steps} and --batch={args.batch} must be >= 1 ('fit' after a "
                      f"number), --warmup={args.warmup} >= 0, --fit_fraction in (0, 1], "
                      f"--fit_multiple >= 1")
+  if args.count_model_flops:
+    print_model_flops(config, sizes)
+    return []
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   start = time.perf_counter()
   spec = state_lib.state_spec(config, mesh)
@@ -165,7 +201,6 @@ def run(args: argparse.Namespace) -> list[dict]:
   holder = {"state": jax.block_until_ready(state)}
   init_s = time.perf_counter() - start
   train_step = step_lib.make_train_step(config, spec)
-  model_flops = model_flops_counter(config, mesh)
   info = common.device_info()
   peak = None
   results = []
@@ -186,8 +221,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     try:
       flops = common.cost_analysis_flops(compiled)
     except RuntimeError:  # jax 0.11.2 on an H100 counts none for the compiled step; MFU uses
-      flops = None        # model_flops_per_step (from the lowering) either way
-    memory = compiled.memory_analysis()  # aliased bytes = donated state updated in place
+      flops = None        # model_flops_per_step either way
+    try:
+      memory = compiled.memory_analysis()  # aliased bytes = donated state updated in place
+    except (RuntimeError, NotImplementedError):
+      memory = None  # unreported, as on backends without it: no reason to lose the timings
     aliased = int(getattr(memory, "alias_size_in_bytes", 0) or 0) if memory is not None else 0
 
     def one_step(compiled=compiled, batch=batch):
@@ -203,10 +241,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     pipelined_s = (time.perf_counter() - start) / args.steps
     loss = float(jax.device_get(metrics["loss"]))
     peak_mem, mem_source = common.peak_memory_bytes()
-    mflops = model_flops(lowered, batch)
+    mflops = count_model_flops(args, batch_size)
     if peak is None:  # after the step timings: on CPU this runs a matmul benchmark
       peak, peak_source = common.peak_flops_per_device()
-    achieved = mflops / pipelined_s
+    achieved = None if mflops is None else mflops / pipelined_s
     results.append({
         "benchmark": TABLE, **info, "config": args.config, "overrides": list(args.set),
         "dtype": str(config.model.dtype), "remat": bool(config.model.remat), "batch": batch_size,
@@ -215,7 +253,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         "images_per_s": batch_size / pipelined_s, "flops_per_step": flops,
         "model_flops_per_step": mflops, "achieved_flops": achieved,
         "peak_flops_per_device": peak, "peak_source": peak_source,
-        "mfu": achieved / (peak * jax.device_count()), "peak_mem_bytes": peak_mem,
+        "mfu": None if achieved is None else achieved / (peak * jax.device_count()),
+        "peak_mem_bytes": peak_mem,
         "peak_mem_source": mem_source, "donated_bytes": aliased, "loss": loss})
     common.emit(results[-1])  # printed even when the loss is not finite: kept, not trusted
     if not np.isfinite(loss):
@@ -259,10 +298,14 @@ def append(path: str, result: dict) -> None:
   config = result["config"] + "".join(f" {s}" for s in result["overrides"])
   common.append_row(path, TABLE, COLUMNS, {
       **result, "device": result["device_kind"], "devices": result["num_devices"],
-      "config": config, "model_gflops_per_step": result["model_flops_per_step"] / 1e9,
-      "achieved_tflops": result["achieved_flops"] / 1e12,
+      "config": config, "model_gflops_per_step": _scaled(result["model_flops_per_step"], 1e9),
+      "achieved_tflops": _scaled(result["achieved_flops"], 1e12),
       "peak_tflops": result["peak_flops_per_device"] / 1e12,
       "peak_mem_gb": result["peak_mem_bytes"] / 1e9, "command": common.command_line()})
+
+
+def _scaled(value: float | None, unit: float) -> float | None:
+  return None if value is None else value / unit  # None: an empty cell, not counted
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -166,6 +166,14 @@ def test_fit_batch_extrapolates_the_measured_peak_and_errs_small(capsys):
     train_step.fit_batch({**measured, "peak_mem_bytes": 18 * gb}, 80 * gb, 0.9, 8)
 
 
+def test_a_failed_model_flop_count_is_none_with_the_reason(capsys):
+  from benchmarks import train_step  # pylint: disable=g-import-not-at-top
+  args = train_step.parse_args([f"--config={REPO}/configs/demo.py", "--set=model.no_such_field=1"])
+  assert train_step.count_model_flops(args, 2) is None
+  err = capsys.readouterr().err
+  assert "model FLOPs at batch 2: counting failed" in err and "no_such_field" in err
+
+
 def test_sampling_prints_one_result_per_sampler_with_stage_latencies(runs):
   records = _records(runs["sampling"])
   assert [r["sampler"] for r in records] == ["ddim", "dpmpp_2m"]
