@@ -182,7 +182,7 @@ def keys_attended_first(k: jax.Array, v: jax.Array, kv_mask: jax.Array
   not depend on the order of its keys, so attending to the first ``lengths`` keys of the result
   equals the masked attention. On an H100 (jax 0.11.2) cuDNN refused the [B, 1, 1, S] mask of
   the pose tokens ("Bias must have same seq length as QKV"); jax's cuDNN path takes such lengths
-  as a padding mask instead (not yet run on a GPU with these shapes).
+  as a padding mask instead, and accepted base128's shapes that way on the H100.
   """
   attended = kv_mask > 0
   order = jnp.argsort(~attended, axis=1, stable=True)  # attended (False) before masked (True)
