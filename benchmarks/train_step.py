@@ -33,6 +33,7 @@ linear in the batch from the last measured peak, the donated state as the fixed 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -204,6 +205,7 @@ def run(args: argparse.Namespace) -> list[dict]:
   info = common.device_info()
   peak = None
   results = []
+  counter = concurrent.futures.ThreadPoolExecutor(max_workers=1)
   for batch_size in batches:
     if batch_size == "fit":
       batch_size = fit_batch(results[-1], common.device_memory_limit(), args.fit_fraction,
@@ -213,11 +215,16 @@ def run(args: argparse.Namespace) -> list[dict]:
     config.train.batch_size = batch_size
     batch = sharding.host_local_to_global(random_batch(config, batch_size),
                                           sharding.batch_sharding(mesh))
+    # On an accelerator the FLOP count (a CPU subprocess: 54 s for base128 on this VM) runs while
+    # XLA compiles the step, and ends before the timed steps. On a CPU it would slow both.
+    counting = (counter.submit(count_model_flops, args, batch_size)
+                if jax.default_backend() != "cpu" else None)
     start = time.perf_counter()
     with jax.set_mesh(mesh):
       lowered = train_step.lower(holder["state"], batch)
       compiled = lowered.compile()
     compile_s = time.perf_counter() - start
+    mflops = counting.result() if counting else count_model_flops(args, batch_size)
     try:
       flops = common.cost_analysis_flops(compiled)
     except RuntimeError:  # jax 0.11.2 on an H100 counts none for the compiled step; MFU uses
@@ -241,7 +248,6 @@ def run(args: argparse.Namespace) -> list[dict]:
     pipelined_s = (time.perf_counter() - start) / args.steps
     loss = float(jax.device_get(metrics["loss"]))
     peak_mem, mem_source = common.peak_memory_bytes()
-    mflops = count_model_flops(args, batch_size)
     if peak is None:  # after the step timings: on CPU this runs a matmul benchmark
       peak, peak_source = common.peak_flops_per_device()
     achieved = None if mflops is None else mflops / pipelined_s
@@ -262,6 +268,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                        "its timing (printed above) is not written to the results table")
     if args.results:
       append(args.results, results[-1])
+  counter.shutdown()
   return results
 
 
