@@ -7,9 +7,9 @@
 #   0. probe: jax sees the accelerator, and a bf16 8192^3 matmul's TFLOP/s (the usable peak); the
 #      script stops here if this fails, so a broken machine costs a minute, not the budget;
 #   1. train_step base128 bf16 at batch 32, then at the largest batch that should fit
-#      (--batch=32,fit: extrapolated from batch 32's peak memory), XLA attention, the state built on the host
-#      (--init=random: the jitted initializer alone compiled for 78 s on an H100): MFU against the
-#      >= 40% target (the step compiled for 179 s there, so each batch costs about 200 s);
+#      (--batch=32,fit: extrapolated from batch 32's peak memory), XLA attention, the state built
+#      on the host (--init=random: the jitted initializer alone compiled for 78 s on an H100): MFU
+#      against the >= 40% target (the step compiled for 179 s there: each batch costs ~200 s);
 #   2. attention: does cuDNN flash attention (model.attention_impl="auto"/"cudnn") accept
 #      base128's attention shapes, how fast is it vs XLA, and how close (max |diff|)? Where cuDNN
 #      refuses no shape, the items below run with model.attention_impl=auto, else =xla;

@@ -39,7 +39,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -73,7 +73,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="only print each batch's model FLOPs per step (count_model_flops runs this "
                  "in a CPU-only subprocess)")
   p.add_argument("--count_timeout_s", type=float, default=300,
-                 help="limit on that subprocess (base128 took about 20 s with jax 0.11.2)")
+                 help="limit on that subprocess (base128 took 54 s on a 2-core VM, jax 0.11.2)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override, e.g. model.dtype=bfloat16 (repeatable)")
   p.add_argument("--results", default=common.DEFAULT_RESULTS,
