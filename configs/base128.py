@@ -32,6 +32,8 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   # 256-token cross (benchmarks/RESULTS.md, attention table).
   m.attention_impl = "auto"
   m.remat = False  # rematerialize each block in the backward pass (saves activation memory).
+  # With remat: which values a block keeps (jax.checkpoint_policies name); layers.remat_policy.
+  m.remat_policy = "nothing_saveable"
   return m
 
 

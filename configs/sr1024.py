@@ -17,6 +17,7 @@ def model_config() -> mlc.ConfigDict:
   m.skip_scale = 0.7071067811865476  # Imagen: skip connections scaled by 1/sqrt(2).
   m.dtype = "float32"
   m.remat = False
+  m.remat_policy = "nothing_saveable"  # as base128
   return m
 
 

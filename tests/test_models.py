@@ -150,6 +150,45 @@ def test_garment_pose_mask_removes_garment_pose_influence(parallel_model):
   assert float(jnp.max(jnp.abs(out_c - out_d))) > 1e-4
 
 
+def test_remat_policies_keep_the_gradients_and_recompute_less_as_they_save_more(parallel_model):
+  cfg, model = parallel_model
+  cond, x, t = make_cond(cfg, 16), jnp.ones((B, 16, 16, 3)), jnp.full((B,), 0.5)
+  params = nnx.state(model, nnx.Param)
+
+  def lowered_grads(remat, policy):
+    m = build(tiny_parallel(remat=remat, remat_policy=policy))
+    nnx.update(m, params)
+    graphdef, state = nnx.split(m)
+
+    def grads(state):
+      return nnx.grad(lambda m: jnp.sum(m(x, t, cond) ** 2))(nnx.merge(graphdef, state))
+    return jax.jit(grads).lower(state), state
+
+  flops, reference = {}, None
+  for remat, policy in ((False, "nothing_saveable"), (True, "dots_saveable"),
+                        (True, "nothing_saveable")):
+    lowered, state = lowered_grads(remat, policy)
+    flops[(remat, policy)] = lowered.cost_analysis()["flops"]
+    leaves = [np.asarray(g) for g in jax.tree.leaves(lowered.compile()(state))]
+    if reference is None:
+      reference = leaves
+    for a, b in zip(leaves, reference):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(np.max(np.abs(b))))
+  # Full recomputation repeats every conv and matmul of the forward pass; dots_saveable keeps
+  # them and repeats only the norms, activations and softmaxes between them.
+  assert (flops[(False, "nothing_saveable")] < flops[(True, "dots_saveable")]
+          < flops[(True, "nothing_saveable")]), flops
+
+
+def test_remat_policy_names_are_checked():
+  assert layers.remat_policy(tiny_parallel(remat=False, remat_policy="no_such")) is None
+  assert layers.remat_policy(tiny_parallel(remat=True)) is jax.checkpoint_policies.nothing_saveable
+  with pytest.raises(ValueError, match="model.remat_policy='no_such'"):
+    build(tiny_parallel(remat=True, remat_policy="no_such"))
+  with pytest.raises(ValueError, match="model.remat_policy='no_such'"):
+    build(tiny_efficient(remat=True, remat_policy="no_such"))
+
+
 def _garment_gradient(model, cfg, resolution):
   """|d output[0, 0, 0] / d garment[0]|, max over colour channels: [resolution, resolution]."""
   cond = make_cond(cfg, resolution)

@@ -23,12 +23,6 @@ from flax import nnx
 from tryon_jax.models import layers
 
 
-def _call(block: layers.ResBlock, remat: bool, x, cond):
-  if remat:
-    return nnx.remat(lambda blk, a, c: blk(a, c))(block, x, cond)
-  return block(x, cond)
-
-
 class EfficientUNet(nnx.Module):
   """Super-resolution denoiser conditioned on the upsampled low-resolution image."""
 
@@ -41,7 +35,7 @@ class EfficientUNet(nnx.Module):
                        "only ('lowres',)")
     dtype = layers.dtype_from_name(cfg.dtype)
     self.dtype = dtype
-    self.remat = bool(cfg.remat)
+    self.remat_policy = layers.remat_policy(cfg)
     self.skip_scale = float(cfg.skip_scale)
     self.num_levels = len(ch)
     self.time_embedding = layers.ScalarEmbedding(cfg.cond_dim, rngs=rngs, dtype=dtype)
@@ -83,12 +77,12 @@ class EfficientUNet(nnx.Module):
     for down, level in zip(self.downs, self.encoder):
       h = down(h)
       for block in level:
-        h = _call(block, self.remat, h, emb)
+        h = layers.call_block(block, self.remat_policy, h, emb)
       skips.append(h)
     for level, up in zip(self.decoder, self.ups):
       h = jnp.concatenate([h, skips.pop() * self.skip_scale], axis=-1)
       for block in level:
-        h = _call(block, self.remat, h, emb)
+        h = layers.call_block(block, self.remat_policy, h, emb)
       h = up(h)
     h = jnp.concatenate([h, top * self.skip_scale], axis=-1)
     return self.conv_out(nnx.swish(self.out_norm(h)).astype(jnp.float32)).astype(jnp.float32)

@@ -30,6 +30,33 @@ def dtype_from_name(name: str) -> jnp.dtype:
   return DTYPES[name]
 
 
+REMAT_POLICIES = ("nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable")
+
+
+def remat_policy(cfg) -> object | None:
+  """model.remat / model.remat_policy -> None (no remat) or a jax.checkpoint_policies function.
+
+  "nothing_saveable" recomputes the whole block in the backward pass (least memory);
+  "dots_saveable" keeps every conv and matmul output and recomputes only the cheap ops between
+  them (norms, activations, softmax); "dots_with_no_batch_dims_saveable" keeps only the matmuls
+  without batch dimensions (the projections, not the attention scores or convs).
+  """
+  if not cfg.remat:
+    return None
+  name = cfg.get("remat_policy", "nothing_saveable")
+  if name not in REMAT_POLICIES:
+    raise ValueError(f"model.remat_policy={name!r}: expected one of {REMAT_POLICIES}")
+  return getattr(jax.checkpoint_policies, name)
+
+
+def call_block(block: nnx.Module, policy, *args):
+  """``block(*args)``, rematerialized in the backward pass under ``policy`` (from remat_policy)
+  unless it is None."""
+  if policy is None:
+    return block(*args)
+  return nnx.remat(lambda blk, *a: blk(*a), policy=policy)(block, *args)
+
+
 def num_groups(channels: int) -> int:
   """GroupNorm groups as the paper sets them: min(32, C // 4)."""
   return max(1, min(32, channels // 4))

@@ -55,13 +55,6 @@ class Block(nnx.Module):
     return h
 
 
-def _call(block: Block, remat: bool, *args):
-  """Applies a block, rematerialized in the backward pass when ``remat`` is set."""
-  if remat:
-    return nnx.remat(lambda blk, *a: blk(*a))(block, *args)
-  return block(*args)
-
-
 class _UNetTrunk(nnx.Module):
   """Encoder levels (all) and decoder levels (the lowest ``decoder_levels``) of one UNet.
 
@@ -74,7 +67,7 @@ class _UNetTrunk(nnx.Module):
                cross_attention: Sequence[bool], rngs: nnx.Rngs, dtype):
     ch = tuple(cfg.channels)
     n = len(ch)
-    self.remat = bool(cfg.remat)
+    self.remat_policy = layers.remat_policy(cfg)
     self.decoder_levels = decoder_levels
     self.conv_in = layers.conv(in_ch, ch[0], 3, rngs=rngs, dtype=dtype)
     enc, downs = [], []
@@ -119,7 +112,7 @@ class _UNetTrunk(nnx.Module):
     for l in range(n):
       for b, block in enumerate(self.encoder[l]):
         ctx = context.get(("enc", l, b)) if context else None
-        h = _call(block, self.remat, h, cond, pose_tokens, pose_mask, ctx)
+        h = layers.call_block(block, self.remat_policy, h, cond, pose_tokens, pose_mask, ctx)
         feats[("enc", l, b)] = h
         skips.append(h)
       if l < n - 1:
@@ -129,8 +122,9 @@ class _UNetTrunk(nnx.Module):
         h = self.ups[i - 1](h)  # the lowest decoder level (i = 0) has no upsampling
       for b, block in enumerate(self.decoder[i]):
         ctx = context.get(("dec", l, b)) if context else None
-        h = _call(block, self.remat, jnp.concatenate([h, skips.pop()], axis=-1), cond,
-                  pose_tokens, pose_mask, ctx)
+        h = layers.call_block(block, self.remat_policy,
+                              jnp.concatenate([h, skips.pop()], axis=-1), cond, pose_tokens,
+                              pose_mask, ctx)
         feats[("dec", l, b)] = h
     return h, feats
 
