@@ -6,15 +6,22 @@
 #
 #   0. probe: jax sees the accelerator, and a bf16 8192^3 matmul's TFLOP/s (the usable peak); the
 #      script stops here if this fails, so a broken machine costs a minute, not the budget;
-#   1. train_step base128 bf16 at batch 32, then at the largest batch that should fit
-#      (--batch=32,fit: extrapolated from batch 32's peak memory), XLA attention, the state built
-#      on the host (--init=random: the jitted initializer alone compiled for 78 s on an H100): MFU
-#      against the >= 40% target (the step compiled for 179 s there: each batch costs ~200 s);
-#   2. attention: does cuDNN flash attention (model.attention_impl="auto"/"cudnn") accept
+#   1. attention: does cuDNN flash attention (model.attention_impl="auto"/"cudnn") accept
 #      base128's attention shapes, how fast is it vs XLA, and how close (max |diff|)? Where cuDNN
-#      refuses no shape, the items below run with model.attention_impl=auto, else =xla;
-#   3. if time is left: sampling, the paper cascade (DDPM 256 / DDPM 128 / DDIM 32, 128 -> 256 ->
-#      1024) in bf16 at batch 4 (batch 1 measured 7.43 s per try-on on an H100, 2026-11-27).
+#      refuses no shape, the items below run with model.attention_impl=auto, else =xla (the H100
+#      of 2026-11-27 took all four shapes);
+#   2. train_step base128 bf16 at batch 32, then at the largest batch that should fit
+#      (--batch=32,fit: extrapolated from batch 32's peak memory), the state built on the host
+#      (--init=random: the jitted initializer alone compiled for 78 s on an H100): MFU against the
+#      >= 40% target (the step compiled for 179 s there: each batch costs ~200 s);
+#   3. train_step_xla: batch 32 with XLA attention, to see what cuDNN gives the whole step (only
+#      where item 2 ran with "auto");
+#   4. sampling: the paper cascade (DDPM 256 / DDPM 128 / DDIM 32, 128 -> 256 -> 1024) in bf16 at
+#      batch 4 (14.79 s per batch on an H100 with cuDNN attention, 2026-11-27).
+#
+# GPU_CHECK_ITEMS (default "attention,train_step,train_step_xla,sampling") picks items, so a
+# second call can run what the first had no time for. Without the attention item, the items
+# below it take model.attention_impl from GPU_CHECK_ATTENTION_IMPL (default auto).
 #
 # Every item runs under `timeout` cut to what is left of GPU_CHECK_BUDGET_S (default 550 s), so a
 # slow compile costs that item, not the whole call. $PYTHON picks the interpreter (default python3,
@@ -25,6 +32,7 @@
 set -u
 OUT="${OUT:-/tmp/gpu_check}"
 BUDGET="${GPU_CHECK_BUDGET_S:-550}"
+ITEMS=",${GPU_CHECK_ITEMS:-attention,train_step,train_step_xla,sampling},"
 PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
 mkdir -p "$OUT"
 cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
@@ -55,6 +63,7 @@ left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 # run NAME MIN_SECONDS MAX_SECONDS -- command...: skipped when under MIN_SECONDS are left.
 run() {
   local name=$1 min=$2 max=$3; shift 4
+  [[ "$ITEMS" == *",$name,"* ]] || return 0
   local remaining; remaining=$(left)
   if [ "$remaining" -lt "$min" ]; then
     echo "$name: SKIPPED (${remaining}s left, needs ${min}s)" | tee -a "$SUMMARY"
@@ -90,18 +99,22 @@ if ! grep -q "TFLOP/s" "$SUMMARY"; then
   exit 1
 fi
 
-run train_step_bf16 150 460 -- "$PYTHON" -m benchmarks.train_step "${BASE[@]}" \
-    --set model.attention_impl=xla --set model.dtype=bfloat16 --batch="$TRAIN_BATCHES" \
-    --steps=10 --warmup=2 --init=random
 run attention 20 60 -- "$PYTHON" -m benchmarks.attention "${BASE[@]}" --dtype=bfloat16 \
     --batch="$ATTN_BATCH"
-IMPL_NAME=auto  # cuDNN flash attention in bf16 on GPU, unless cuDNN refused a shape
-if ! grep '"benchmark": "attention"' "$JSONL" | grep -q '"cudnn_ms"' \
-    || grep '"benchmark": "attention"' "$JSONL" | grep -q '"cudnn_error"'; then
-  IMPL_NAME=xla
+IMPL_NAME="${GPU_CHECK_ATTENTION_IMPL:-auto}"  # cuDNN flash attention in bf16 on GPU
+if [[ "$ITEMS" == *",attention,"* ]] && { \
+    ! grep '"benchmark": "attention"' "$JSONL" | grep -q '"cudnn_ms"' \
+    || grep '"benchmark": "attention"' "$JSONL" | grep -q '"cudnn_error"'; }; then
+  IMPL_NAME=xla  # cuDNN refused a shape, or the attention item did not finish
 fi
 echo "attention_impl for the items below: $IMPL_NAME" | tee -a "$SUMMARY"
-run sampling_paper_b4 90 160 -- "$PYTHON" -m benchmarks.sampling "${SAMPLING[@]}" \
+TRAIN=(-m benchmarks.train_step "${BASE[@]}" --set model.dtype=bfloat16 --steps=10 --warmup=2
+       --init=random)
+run train_step 150 460 -- "$PYTHON" "${TRAIN[@]}" --set model.attention_impl=$IMPL_NAME \
+    --batch="$TRAIN_BATCHES"
+[ "$IMPL_NAME" = xla ] || run train_step_xla 150 240 -- "$PYTHON" "${TRAIN[@]}" \
+    --set model.attention_impl=xla --batch="${TRAIN_BATCHES%%,*}"
+run sampling 90 160 -- "$PYTHON" -m benchmarks.sampling "${SAMPLING[@]}" \
     --set base128.model.attention_impl=$IMPL_NAME --set sr256.model.attention_impl=$IMPL_NAME \
     --dtype=bfloat16 --batch="$SAMPLE_BIG_BATCH"
 
