@@ -18,8 +18,9 @@ INSTALL_REQUIRES = [
     "dm-pix>=0.4.4",
     "tensorboardX>=2.6.2",
     "tqdm>=4.66",
-    "google-crc32c>=1.5",
-    "pyyaml>=6.0",  # GKE JobSet manifests (launch/gke/render.py)  # TFRecord framing checksums at C speed (pure-Python fallback is ~100x slower)
+    "google-crc32c>=1.5",  # TFRecord framing checksums at C speed (pure Python is ~100x slower)
+    "pyyaml>=6.0",  # GKE JobSet manifests (launch/gke/render.py)
+    "scipy>=1.11",  # rank correlations in benchmarks.learning (jax depends on it already)
 ]
 
 setuptools.setup(

@@ -24,7 +24,10 @@ the target: a model that did not warp would score about that. ``garment_reliance
 the model reads I_c at all: the garment-region error of its x0 estimate with the pair's own garment
 vs another pair's, at noise levels RELIANCE_LEVELS (0 dB = I_c ignored). ``--eval_split=train``
 scores the first training pairs instead: the gap to the held-out scores says how much a model has
-fitted its training set rather than learned the task.
+fitted its training set rather than learned the task. ``eval_pose_shift`` is how far each scored
+pair's garment has to move (upper-body keypoints, I_c's pose to the target's), and the
+``*_vs_pose_shift`` entries say whether a score, or parallel - concat, changes with it: the paper
+puts cross-attention's advantage in the pairs that need warping.
 
 Writes OUT/results.json (metrics per variant, wall time, steps, loss curves), OUT/grid.png (rows:
 the scored pairs; columns: I_a, I_c, target, parallel, concat) and OUT/loss.png.
@@ -48,6 +51,10 @@ VARIANTS = ("parallel", "concat")
 HIST_BINS = 8  # per colour channel
 SSIM_WINDOW = 7  # dm-pix default (11) is a third of a 32-px image
 RELIANCE_LEVELS = (0.5, 0.8)  # noise levels where x_t hides most of the garment: I_c must tell it
+# The keypoints an upper garment follows: how far they move from I_c's pose to the target's is how
+# much warping a pair asks for (pose_shift).
+UPPER_BODY_KEYPOINTS = ("neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow",
+                        "l_wrist", "r_hip", "l_hip")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -282,15 +289,58 @@ def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> 
   return out
 
 
+def per_pair_difference(a: dict, b: dict) -> dict[str, np.ndarray]:
+  """Metric by metric, a - b per held-out pair [N] (per-example values from ``garment_metrics``)."""
+  return {name: np.asarray(va) - np.asarray(b["per_example"][name])
+          for name, va in a["per_example"].items()}
+
+
 def paired_difference(a: dict, b: dict) -> dict[str, dict[str, float]]:
   """Metric by metric, the mean of a - b over the same held-out pairs and its standard error
   (per-example values from ``garment_metrics``): the variants met the same inputs, so the paired
   difference is what the comparison rests on, not the two spreads."""
   out = {}
-  for name, va in a["per_example"].items():
-    d = np.asarray(va) - np.asarray(b["per_example"][name])
+  for name, d in per_pair_difference(a, b).items():
     sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
     out[name] = {"mean": float(d.mean()), "sem": sem}
+  return out
+
+
+def pose_shift(batch: dict) -> np.ndarray:
+  """[N] how far each pair's garment has to move: the mean distance, in image sides, between the
+  UPPER_BODY_KEYPOINTS of the target person (batch["person_pose"], [N, K, 2] in [0, 1]) and of
+  the person in I_c (batch["garment_pose"]), over the keypoints present in both (the *_mask
+  entries); NaN where none is (a lay-flat garment has no pose)."""
+  from tryon_jax.data import labels  # pylint: disable=g-import-not-at-top
+  idx = [labels.COCO18_NAMES.index(name) for name in UPPER_BODY_KEYPOINTS]
+  person, garment = (np.asarray(batch[k], np.float64)[:, idx] for k in ("person_pose",
+                                                                         "garment_pose"))
+  both = (np.asarray(batch["person_pose_mask"])[:, idx] > 0) & (
+      np.asarray(batch["garment_pose_mask"])[:, idx] > 0)
+  dist = np.linalg.norm(person - garment, axis=-1)
+  count = both.sum(axis=1)
+  return np.where(count > 0, (dist * both).sum(axis=1) / np.maximum(count, 1), np.nan)
+
+
+def trend_with_pose_shift(values: dict[str, Sequence[float]],
+                          shift: Sequence[float]) -> dict[str, dict[str, float]]:
+  """Metric by metric, does a per-pair value (a score, or a - b from per_pair_difference) change
+  with the pose shift? {"spearman": rank correlation with the shift, "spearman_p": its two-sided
+  p-value, both None where the values do not vary; "small" / "large": the mean over the pairs
+  below / at or above the median shift}. Pairs with no shift (NaN or None) are left out.
+  The paper's claim, cross-attention wins where the garment must be warped, predicts that
+  parallel - concat improves (PSNR up, histogram distance down) from "small" to "large"."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  shift = np.asarray(shift, np.float64)
+  keep = np.isfinite(shift)
+  large = shift[keep] >= np.median(shift[keep])
+  out = {}
+  for name, v in values.items():
+    v = np.asarray(v, np.float64)[keep]
+    rank = stats.spearmanr(shift[keep], v) if np.ptp(v) > 0 else None  # else undefined
+    out[name] = {"spearman": None if rank is None else float(rank.statistic),
+                 "spearman_p": None if rank is None else float(rank.pvalue),
+                 "small": float(v[~large].mean()), "large": float(v[large].mean())}
   return out
 
 
@@ -368,8 +418,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if batch is None:
       batch, masks = eval_batch(config, data, args.eval_split, args.num_test)
       results["eval_ids"] = batch_ids(batch)
-      results["reference"] = {"copy_garment_input": garment_metrics(batch["garment"],
-                                                                    batch["person"], masks)}
+      copy_input = garment_metrics(batch["garment"], batch["person"], masks)
+      results["eval_pose_shift"] = [None if np.isnan(v) else float(v) for v in pose_shift(batch)]
+      results["reference"] = {"copy_garment_input": copy_input,
+                              "copy_garment_input_vs_pose_shift": trend_with_pose_shift(
+                                  copy_input["per_example"], results["eval_pose_shift"])}
     start = time.perf_counter()
     spec, _, state = loop.restore_latest_state(config, workdir)
     outputs[variant] = sample_variant(config, spec, state, batch, args.sample_steps, args.seed)
@@ -393,8 +446,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       **{k: v for k, v in results["variants"][variant].items()
                          if k not in ("loss_curve", "per_example")}}), flush=True)
   if set(VARIANTS) <= set(results["variants"]):
-    results["parallel_minus_concat"] = paired_difference(results["variants"]["parallel"],
-                                                         results["variants"]["concat"])
+    both = results["variants"]["parallel"], results["variants"]["concat"]
+    results["parallel_minus_concat"] = paired_difference(*both)
+    results["parallel_minus_concat_vs_pose_shift"] = trend_with_pose_shift(
+        per_pair_difference(*both), results["eval_pose_shift"])
   with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=1)
   write_grid(os.path.join(args.out, "grid.png"),

@@ -61,6 +61,17 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
     np.testing.assert_allclose(saved["parallel_minus_concat"][name]["mean"],
                                np.mean(per[0]) - np.mean(per[1]), rtol=1e-5, atol=1e-6)
     assert saved["parallel_minus_concat"][name]["sem"] >= 0
+  # How the scores move with the warp each pair needs: one shift per scored pair, both trends.
+  assert len(saved["eval_pose_shift"]) == 3 and all(0 < s < 1 for s in saved["eval_pose_shift"])
+  for trend in (saved["parallel_minus_concat_vs_pose_shift"],
+                saved["reference"]["copy_garment_input_vs_pose_shift"]):
+    assert set(trend) == set(metric_names)
+    for name, t in trend.items():
+      assert np.isfinite(t["small"]) and np.isfinite(t["large"]), (name, t)
+      if t["spearman"] is None:  # undefined: the values are the same for all 3 pairs
+        assert t["spearman_p"] is None and t["small"] == t["large"], (name, t)
+      else:
+        assert abs(t["spearman"]) <= 1 and 0 <= t["spearman_p"] <= 1, (name, t)
 
   grid = Image.open(out / "grid.png")
   # 5 columns (I_a, I_c, target, parallel, concat) x 3 rows of 32 px, upscaled 4x.
@@ -126,6 +137,40 @@ def test_garment_metrics_score_a_perfect_output_best():
   assert perfect["hist_l1_garment"] == 0 and perfect["ssim_garment"] > 0.99
   assert noisy["psnr_garment"] < perfect["psnr_garment"]
   assert noisy["hist_l1_garment"] > 0.1 and noisy["ssim_garment"] < 0.9
+
+
+def test_pose_shift_is_the_mean_upper_body_keypoint_distance_over_shared_keypoints():
+  from tryon_jax.data import labels  # pylint: disable=g-import-not-at-top
+  k = labels.NUM_KEYPOINTS
+  person = np.full((3, k, 2), 0.5, np.float32)
+  garment = person.copy()
+  upper = [labels.COCO18_NAMES.index(n) for n in learning.UPPER_BODY_KEYPOINTS]
+  garment[0, upper, 0] += 0.1  # pair 0: every upper-body keypoint 0.1 to the right
+  garment[1, upper[:2], 1] += 0.3  # pair 1: two keypoints moved 0.3, the rest in place ...
+  garment[1, labels.COCO18_NAMES.index("nose")] = 0.0  # ... and the head does not count
+  mask = np.ones((3, k), np.float32)
+  garment_mask = mask.copy()
+  garment_mask[1, upper[2:]] = 0  # pair 1: only the two moved keypoints are seen in I_c
+  garment_mask[2] = 0  # pair 2: a lay-flat garment, no pose
+  shift = learning.pose_shift({"person_pose": person, "garment_pose": garment,
+                               "person_pose_mask": mask, "garment_pose_mask": garment_mask})
+  np.testing.assert_allclose(shift[:2], [0.1, 0.3], rtol=1e-6)
+  assert np.isnan(shift[2])
+
+
+def test_trend_with_pose_shift_splits_at_the_median_and_ranks():
+  shift = [0.4, 0.1, np.nan, 0.3, 0.2]  # the NaN pair (no pose) is left out
+  trend = learning.trend_with_pose_shift({"grows": [4.0, 1.0, 99.0, 3.0, 2.0],
+                                          "falls": [-8.0, 0.0, 99.0, -4.0, -1.0]}, shift)
+  assert {k: trend["grows"][k] for k in ("spearman", "small", "large")} == {
+      "spearman": 1.0, "small": 1.5, "large": 3.5}
+  assert trend["falls"]["spearman"] == -1.0
+  assert (trend["falls"]["small"], trend["falls"]["large"]) == (-0.5, -6.0)
+  assert trend["grows"]["spearman_p"] == trend["falls"]["spearman_p"] < 0.01  # 4 pairs, in order
+  other = learning.trend_with_pose_shift({"noise": [1.0, 1.0, 0.0, 2.0, 2.0],
+                                          "same": [0.5] * 5}, [0.4, 0.1, None, 0.3, 0.2])
+  assert other["noise"]["spearman"] == 0.0 and other["noise"]["spearman_p"] == 1.0
+  assert other["same"] == {"spearman": None, "spearman_p": None, "small": 0.5, "large": 0.5}
 
 
 def test_learning_config_keeps_demo_networks_and_paper_configs_keep_paper_diffusion():
