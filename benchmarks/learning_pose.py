@@ -1,17 +1,18 @@
 """Does the learning study's Parallel-UNet vs concat gap change with the warp a pair needs?
 
-    python -m benchmarks.learning_pose --workdir=/tmp/n8k docs/learning/long/data8k \
-        docs/learning/long/data8k/seed1
+    python -m benchmarks.learning_pose --workdir=/tmp/n8k \
+        docs/learning/long/data8k/{,seed1/,seed2/}{parallel,concat}.json
 
 Reads benchmarks.learning reports: results.json files, or directories of the per-variant copies
 kept in docs/learning (the reports in one directory with the same eval split are one run). For
 each run, and for the runs of each training-set size pooled (each pair's parallel - concat averaged
 over the runs), prints markdown rows: the mean score over the pairs below / at or above the median
-pose shift, Spearman's rho with the shift and its p-value (learning.trend_with_pose_shift), then
-the large - small difference of each pooled gap with its Welch standard error. A row for I_c
-itself (copy_garment_input: the garment unwarped) shows how much harder a large shift makes a pair. The paper's claim
-(cross-attention wins where the garment must be warped) predicts parallel - concat rising in PSNR
-and SSIM, and falling in histogram distance, from the small-shift half to the large-shift half.
+pose shift, Spearman's rho with the shift and its p-value (learning.trend_with_pose_shift). A row
+for I_c itself (copy_garment_input: the garment unwarped) shows how much harder a large shift
+makes a pair. Then, per pool, the gap's mean and standard error over all pairs, and its large -
+small difference with the Welch standard error. The paper's claim (cross-attention wins where the
+garment must be warped) predicts parallel - concat rising in PSNR and SSIM, and falling in
+histogram distance, from the small-shift half to the large-shift half.
 
 Reports written before benchmarks.learning recorded ``eval_pose_shift`` get the shifts from the
 records in WORKDIR/data, after a check that those are the pairs the report scored: the same ids
@@ -125,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     keep = np.isfinite(pool["shift"])
     large = pool["shift"][keep] >= np.median(pool["shift"][keep])
     for m in METRICS:
+      trend[m]["mean"] = float(gap[m].mean())  # over all pairs, as paired_difference
+      trend[m]["sem"] = float(gap[m].std(ddof=1) / np.sqrt(len(gap[m])))
       trend[m]["large_minus_small"], trend[m]["large_minus_small_sem"] = welch(
           gap[m][keep][large], gap[m][keep][~large])
     out["pooled"][name] = trend
@@ -136,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   for name, trend in out["pooled"].items():
     if "large_minus_small" not in trend[METRICS[0]]:
       continue
+    print(f"{name}, all pairs: " + ", ".join(
+        f"{m} {trend[m]['mean']:+.3f} ± {trend[m]['sem']:.3f}" for m in METRICS))
     print(f"{name}, large - small half: " + ", ".join(
         f"{m} {trend[m]['large_minus_small']:+.3f} ± {trend[m]['large_minus_small_sem']:.3f}"
         for m in METRICS))

@@ -37,11 +37,14 @@ def test_runs_are_joined_by_directory_and_pooled_by_training_set(tmp_path, capsy
   assert not any(k.startswith(f"{tmp_path / 'c'} (test): parallel -") for k in out["runs"])
   pooled = out["pooled"]["8 pairs (test), 2 runs pooled"]["hist_l1_garment"]
   np.testing.assert_allclose((pooled["small"], pooled["large"]), (2.0, 4.0))  # mean of a and b
+  np.testing.assert_allclose((pooled["mean"], pooled["sem"]),
+                             (3.0, np.std([1.5, 2.5, 3.5, 4.5], ddof=1) / 2))
   np.testing.assert_allclose(pooled["large_minus_small"], 2.0)
   # The pooled gap is 1.5, 2.5 | 3.5, 4.5 over the halves: variance 0.5 in each, 2 pairs each.
   np.testing.assert_allclose(pooled["large_minus_small_sem"], np.sqrt(0.5 / 2 + 0.5 / 2))
   printed = capsys.readouterr().out
-  assert "| 8 pairs (test), 2 runs pooled | parallel - concat | +2.000 → +4.000 (ρ +1.00" in printed
+  assert ("| 8 pairs (test), 2 runs pooled | parallel - concat | +2.000 → +4.000 (ρ +1.00"
+          in printed)
   assert "copy I_c (no warp)" in printed
 
 
