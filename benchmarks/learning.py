@@ -322,6 +322,14 @@ def pose_shift(batch: dict) -> np.ndarray:
   return np.where(count > 0, (dist * both).sum(axis=1) / np.maximum(count, 1), np.nan)
 
 
+def split_at_median_shift(shift: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+  """keep [N] bool: the pairs with a shift (not NaN / None); large [keep.sum()] bool: those of them
+  at or above the median shift."""
+  shift = np.asarray(shift, np.float64)
+  keep = np.isfinite(shift)
+  return keep, shift[keep] >= np.median(shift[keep])
+
+
 def trend_with_pose_shift(values: dict[str, Sequence[float]],
                           shift: Sequence[float]) -> dict[str, dict[str, float]]:
   """Metric by metric, does a per-pair value (a score, or a - b from per_pair_difference) change
@@ -332,8 +340,7 @@ def trend_with_pose_shift(values: dict[str, Sequence[float]],
   parallel - concat improves (PSNR up, histogram distance down) from "small" to "large"."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
   shift = np.asarray(shift, np.float64)
-  keep = np.isfinite(shift)
-  large = shift[keep] >= np.median(shift[keep])
+  keep, large = split_at_median_shift(shift)
   out = {}
   for name, v in values.items():
     v = np.asarray(v, np.float64)[keep]

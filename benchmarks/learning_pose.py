@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                  help="a benchmarks.learning workdir whose data/ holds the scored pairs (needed "
                       "only for reports without eval_pose_shift)")
   args = p.parse_args(argv)
-  runs, cache, out = load_runs(args.reports), {}, {"runs": {}, "pooled": {}}
+  runs, cache = load_runs(args.reports), {}
+  out = {"runs": {}, "pooled": {}, "reference": {}}
   print("| run | scores | " + " | ".join(METRICS) + " |")
   print("|---|---|" + "---|" * len(METRICS))
   pools = {}
@@ -123,8 +124,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     name = f"{num_train} pairs ({split}), {len(pool['gaps'])} runs pooled"
     gap = {m: np.mean([g[m] for g in pool["gaps"]], axis=0) for m in METRICS}
     trend = learning.trend_with_pose_shift(gap, pool["shift"])
-    keep = np.isfinite(pool["shift"])
-    large = pool["shift"][keep] >= np.median(pool["shift"][keep])
+    keep, large = learning.split_at_median_shift(pool["shift"])
     for m in METRICS:
       trend[m]["mean"] = float(gap[m].mean())  # over all pairs, as paired_difference
       trend[m]["sem"] = float(gap[m].std(ddof=1) / np.sqrt(len(gap[m])))
@@ -133,12 +133,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out["pooled"][name] = trend
     print(_row(f"{name} | parallel - concat", trend))
     # The same pairs scored by copying I_c unwarped: how much harder a large shift makes a pair.
-    out["pooled"][f"{name}: copy I_c"] = copy = learning.trend_with_pose_shift(pool["copy"],
-                                                                              pool["shift"])
+    out["reference"][name] = copy = learning.trend_with_pose_shift(pool["copy"], pool["shift"])
     print(_row(f"{num_train} pairs ({split}) | copy I_c (no warp)", copy))
   for name, trend in out["pooled"].items():
-    if "large_minus_small" not in trend[METRICS[0]]:
-      continue
     print(f"{name}, all pairs: " + ", ".join(
         f"{m} {trend[m]['mean']:+.3f} ± {trend[m]['sem']:.3f}" for m in METRICS))
     print(f"{name}, large - small half: " + ", ".join(
