@@ -14,6 +14,10 @@ measures, on the garment region of the target (its upper-clothes label, cropped 
   * ssim_garment: the SSIM map averaged over garment pixels;
   * hist_l1_garment: L1 distance of the 8x8x8-bin colour histograms of the target's and the
     output's garment pixels (0 = same colours, 2 = disjoint): texture/colour fidelity;
+  * detail_corr_garment: correlation of the output's and the target's garment pixels, each less
+    its own garment-mean colour (Pearson over pixels and channels): where the pattern and shading
+    are, not which colours: 1 for the target's pattern in place (at any contrast), 0 for a flat
+    garment, about 0 for a pattern out of place;
   * fid, kid, kid_std: FID and KID (x1000) of the whole try-ons against the targets
     (tryon_jax.eval, InceptionV3 pool3). Over only ``--num_test`` images FID is biased upward, so
     only variants scored on the same pairs compare; KID is unbiased. They need the converted
@@ -72,6 +76,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="InceptionV3 .npz for FID/KID (default: tryon_jax.eval's default path)")
   p.add_argument("--synthetic_resolution", type=int, default=128,
                  help="render size of the synthetic photos (records are cut from them)")
+  p.add_argument("--pattern_scale", type=float, default=1.0,
+                 help="garment pattern period and print tile, times the generator's default: at 1 "
+                      "about 3/4 of the pattern's variance is lost in the downscale to 32 px")
   p.add_argument("--sample_steps", type=int, default=50, help="DDPM steps for the held-out samples")
   p.add_argument("--grid_rows", type=int, default=8)
   p.add_argument("--seed", type=int, default=0)
@@ -117,14 +124,28 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
                            ("test", args.num_test, args.seed + 10_000)):
     raw = os.path.join(data, f"raw_{split}")
     records = os.path.join(data, f"records_{split}")
+    _check_pattern_scale(raw, split, args.pattern_scale)
     if not glob.glob(os.path.join(records, "*.tfrecord")):
-      synthetic.generate(raw, num, resolution=args.synthetic_resolution, seed=seed, split=split)
+      synthetic.generate(raw, num, resolution=args.synthetic_resolution, seed=seed, split=split,
+                         pattern_scale=args.pattern_scale)
       summary = viton_hd.convert(raw, split, records, resolution=args.synthetic_resolution,
                                  progress=False)
       print(json.dumps({"event": "data", "split": split, "written": summary["written"],
                         "skipped": summary["skipped"]}), flush=True)
     out[split] = (os.path.join(records, "*.tfrecord"), raw)
   return out
+
+
+def _check_pattern_scale(raw: str, split: str, pattern_scale: float) -> None:
+  """Refuses a workdir whose synthetic set was made with another --pattern_scale."""
+  path = os.path.join(raw, f"{split}_synthetic.json")
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    made = json.load(f).get("pattern_scale", 1.0)  # sets from before the flag: the default
+  if made != pattern_scale:
+    raise SystemExit(f"--pattern_scale {pattern_scale}: {path} was made with {made}; "
+                     "use another --workdir")
 
 
 def garment_masks(records_glob: str, raw_root: str, split: str, ids: Sequence[str],
@@ -275,6 +296,7 @@ def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> 
   m_in = m[:, trim:-trim, trim:-trim]
   ssim_garment = (ssim_map * m_in).sum(axis=(1, 2)) / np.maximum(m_in.sum(axis=(1, 2)), 1)
   ssim = ssim_map.mean(axis=(1, 2))
+  detail = [detail_correlation(ai[mi], bi[mi]) for ai, bi, mi in zip(a, b, masks)]
   hist = []
   for ai, bi, mi in zip(a, b, masks):
     ha = np.histogramdd(ai[mi], bins=HIST_BINS, range=[(0, 1)] * 3)[0].ravel()
@@ -282,11 +304,20 @@ def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> 
     hist.append(np.abs(ha / max(ha.sum(), 1) - hb / max(hb.sum(), 1)).sum())
   out = {"per_example": {}}
   for name, values in (("psnr_garment", psnr), ("ssim", ssim), ("ssim_garment", ssim_garment),
-                       ("hist_l1_garment", np.asarray(hist))):
+                       ("hist_l1_garment", np.asarray(hist)),
+                       ("detail_corr_garment", np.asarray(detail))):
     out[name] = float(np.mean(values))
     out[name + "_std"] = float(np.std(values))
     out["per_example"][name] = [float(v) for v in values]
   return out
+
+
+def detail_correlation(pred: np.ndarray, target: np.ndarray) -> float:
+  """Pearson correlation of pred and target pixels [P, 3], each less its mean colour; 0 if either
+  is flat (no detail to place)."""
+  a, b = pred - pred.mean(0), target - target.mean(0)
+  norm = np.sqrt((a * a).sum() * (b * b).sum())
+  return float((a * b).sum() / norm) if norm > 1e-12 else 0.0
 
 
 def per_pair_difference(a: dict, b: dict) -> dict[str, np.ndarray]:
@@ -416,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
              "steps": args.steps, "num_train": args.num_train, "num_test": args.num_test,
              "sample_steps": args.sample_steps, "seed": args.seed,
+             "pattern_scale": args.pattern_scale,
              "eval_split": args.eval_split, "variants": {}}
   outputs, batch, masks = {}, None, None
   for variant in variants:

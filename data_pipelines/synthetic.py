@@ -1,6 +1,7 @@
 """Writes the synthetic paired try-on set in VITON-HD layout (so it flows through the same converter).
 
   python -m data_pipelines.synthetic --out DIR --num N [--resolution 256] [--seed 0] [--split train]
+      [--pattern_scale 1]
   python -m data_pipelines.viton_hd --root DIR --split train --out REC    # then convert as real data
 
 Each example <id> is one procedurally drawn person wearing one textured upper garment in two poses
@@ -103,12 +104,14 @@ def _write_atomic(path: str, data: bytes) -> None:
   os.replace(tmp, path)
 
 
-def write_example(root: str, split: str, index: int, *, resolution: int, seed: int) -> bool:
+def write_example(root: str, split: str, index: int, *, resolution: int, seed: int,
+                  pattern_scale: float = 1.0) -> bool:
   """Renders and writes example `index`; returns False (and writes nothing) if it is complete."""
   paths = example_paths(root, split, index)
   if all(os.path.exists(p) for p in paths.values()):
     return False
-  ex = synthetic_render.render_example(index, resolution=resolution, seed=seed, split=split)
+  ex = synthetic_render.render_example(index, resolution=resolution, seed=seed, split=split,
+                                       pattern_scale=pattern_scale)
   blobs = {
       "image": _jpeg(ex.person),
       "image-parse-v3": _parse_png(ex.person_parse),
@@ -131,21 +134,27 @@ def _check_settings(root: str, split: str, settings: dict) -> None:
         old = json.load(f)
       except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-    for key in ("resolution", "seed", "generator_version"):
+    old.setdefault("pattern_scale", 1.0)  # directories made before the setting existed
+    for key in ("resolution", "seed", "generator_version", "pattern_scale"):
       if old.get(key) != settings[key]:
         raise ValueError(f"{path}: existing {key}={old.get(key)!r} differs from requested "
                          f"{settings[key]!r}; use another --out or delete it")
   _write_atomic(path, json.dumps(settings, indent=1).encode())
 
 
-def _work(args: tuple[str, str, int, int, int]) -> bool:
-  root, split, index, resolution, seed = args
-  return write_example(root, split, index, resolution=resolution, seed=seed)
+def _work(args: tuple[str, str, int, int, int, float]) -> bool:
+  root, split, index, resolution, seed, pattern_scale = args
+  return write_example(root, split, index, resolution=resolution, seed=seed,
+                       pattern_scale=pattern_scale)
 
 
 def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
-             split: str = "train", workers: int = 1, progress: bool = False) -> dict:
+             split: str = "train", workers: int = 1, progress: bool = False,
+             pattern_scale: float = 1.0) -> dict:
   """Writes `num` synthetic pairs into out_dir in VITON-HD layout (see the module docstring).
+
+  pattern_scale coarsens the garments' patterns (synthetic_garment.sample_garment), e.g. so that
+  they survive the downscale to a 32 px study.
 
   Returns {"root", "split", "num", "written", "skipped", "pairs_file", "width", "height",
   "seconds"}. Deterministic in (seed, split, index); existing complete examples are kept.
@@ -154,6 +163,8 @@ def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
     raise ValueError(f"num must be > 0, got {num}")
   if seed < 0:
     raise ValueError(f"seed must be >= 0, got {seed}")
+  if not pattern_scale > 0:
+    raise ValueError(f"pattern_scale must be > 0, got {pattern_scale}")
   if not split or os.sep in split or split.startswith("."):
     raise ValueError(f"split must be a plain directory name, got {split!r}")
   width, height = synthetic_render.image_size(resolution)
@@ -162,8 +173,9 @@ def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
     os.makedirs(os.path.join(out_dir, split, sub), exist_ok=True)
   _check_settings(out_dir, split, {"resolution": resolution, "seed": seed, "split": split,
                                    "generator_version": GENERATOR_VERSION,
+                                   "pattern_scale": float(pattern_scale),
                                    "width": width, "height": height})
-  jobs = [(out_dir, split, i, resolution, seed) for i in range(num)]
+  jobs = [(out_dir, split, i, resolution, seed, float(pattern_scale)) for i in range(num)]
   bar = None
   if progress:
     from tqdm import tqdm  # only the CLI needs it
@@ -198,10 +210,13 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--split", default="train")
   parser.add_argument("--workers", type=int, default=1, help="processes (examples are independent)")
+  parser.add_argument("--pattern_scale", type=float, default=1.0,
+                      help="garment pattern period and print tile, times the default")
   args = parser.parse_args(argv)
   try:
     result = generate(args.out, args.num, resolution=args.resolution, seed=args.seed,
-                      split=args.split, workers=args.workers, progress=True)
+                      split=args.split, workers=args.workers, progress=True,
+                      pattern_scale=args.pattern_scale)
   except ValueError as e:
     parser.exit(2, f"error: {e}\n")
   print(f"wrote {result['written']} pairs, kept {result['skipped']} existing, to "

@@ -146,8 +146,16 @@ def _rgba(img: Image.Image) -> np.ndarray:
   return np.asarray(img, np.float32) / 255.0
 
 
-def sample_garment(rng: np.random.Generator, texels_per_unit: float) -> Garment:
-  """A random upper garment; texels_per_unit sets the resolution of printed text/logos."""
+def sample_garment(rng: np.random.Generator, texels_per_unit: float,
+                   pattern_scale: float = 1.0) -> Garment:
+  """A random upper garment; texels_per_unit sets the resolution of printed text/logos.
+
+  pattern_scale multiplies the pattern period and the all-over print's tile size (not the chest
+  print): at 1 the finest periods are about 0.6 px of a 32 px image, below what it can show. The
+  random draws do not depend on it, so other scales give the same garments with coarser patterns.
+  """
+  if not pattern_scale > 0:
+    raise ValueError(f"pattern_scale must be > 0, got {pattern_scale}")
   kind = _PATTERN_KINDS[rng.integers(len(_PATTERN_KINDS))]
   colours = np.stack([random_colour(rng) for _ in range(3)])
   if rng.random() < 0.5:  # a light base is common on printed shirts
@@ -155,7 +163,7 @@ def sample_garment(rng: np.random.Generator, texels_per_unit: float) -> Garment:
   angle = float(rng.choice([0.0, np.pi / 2, rng.uniform(0.3, 1.2), -rng.uniform(0.3, 1.2)]))
   tile, tile_units = None, 1.0
   if kind in ("text", "logos"):
-    tile_units = rng.uniform(0.08, 0.14)
+    tile_units = rng.uniform(0.08, 0.14) * pattern_scale
     size = max(8, int(round(tile_units * texels_per_unit)))
     img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(img)
@@ -188,9 +196,9 @@ def sample_garment(rng: np.random.Generator, texels_per_unit: float) -> Garment:
       _draw_logo(draw, (0, 0, w - 1, h - 1), decal_colours, rng)
     decal, decal_size = _rgba(img), (dw, dh)
   return Garment(
-      kind=kind, colours=colours, period=float(rng.uniform(0.018, 0.06)), angle=angle,
-      duty=float(rng.uniform(0.3, 0.6)), tile=tile, tile_units=float(tile_units), decal=decal,
-      decal_size=decal_size, decal_y=float(rng.uniform(0.22, 0.4)),
+      kind=kind, colours=colours, period=float(rng.uniform(0.018, 0.06) * pattern_scale),
+      angle=angle, duty=float(rng.uniform(0.3, 0.6)), tile=tile, tile_units=float(tile_units),
+      decal=decal, decal_size=decal_size, decal_y=float(rng.uniform(0.22, 0.4)),
       long_sleeves=bool(rng.random() < 0.4), sleeve_fraction=float(rng.uniform(0.35, 0.8)),
       looseness=float(rng.uniform(1.0, 1.12)), hem=float(rng.uniform(1.0, 1.12)),
       neckline_depth=float(rng.uniform(0.008, 0.04)))
