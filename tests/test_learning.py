@@ -6,6 +6,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks import learning
@@ -34,7 +35,9 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert set(saved["variants"]) == {"parallel", "concat"}
   assert "no_inception.npz" in saved["inception_skipped"]  # FID/KID skipped, saying why
   assert "fid" not in saved["variants"]["parallel"]
-  metric_names = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment")
+  metric_names = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment",
+                  "detail_corr_garment")
+  assert saved["pattern_scale"] == 1.0
   args = learning.parse_args(argv)
   schedule = schedules.make_schedule(learning.make_config("parallel", args, "unused").diffusion)
   for name, run in saved["variants"].items():
@@ -44,6 +47,7 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
     for metric in metric_names:
       assert np.isfinite(run[metric]) and run[metric + "_std"] >= 0, (name, metric)
     assert -1 <= run["ssim"] <= 1 and 0 <= run["hist_l1_garment"] <= 2
+    assert -1 <= run["detail_corr_garment"] <= 1
     assert set(run["garment_reliance"]) == {f"t={t}" for t in learning.RELIANCE_LEVELS}, name
     for t in learning.RELIANCE_LEVELS:  # the level's noise, under the study's own schedule
       np.testing.assert_allclose(run["garment_reliance"][f"t={t}"]["logsnr"],
@@ -137,6 +141,29 @@ def test_garment_metrics_score_a_perfect_output_best():
   assert perfect["hist_l1_garment"] == 0 and perfect["ssim_garment"] > 0.99
   assert noisy["psnr_garment"] < perfect["psnr_garment"]
   assert noisy["hist_l1_garment"] > 0.1 and noisy["ssim_garment"] < 0.9
+  assert perfect["detail_corr_garment"] > 0.999 and noisy["detail_corr_garment"] < 0.95
+
+
+def test_detail_correlation_scores_placement_not_colour_or_contrast():
+  rng = np.random.default_rng(1)
+  target = rng.uniform(0, 1, (40, 3))
+  assert abs(learning.detail_correlation(0.5 * target + 0.2, target) - 1) < 1e-9  # any contrast
+  assert abs(learning.detail_correlation(1 - target, target) + 1) < 1e-9  # the pattern inverted
+  flat = np.broadcast_to(target.mean(0), target.shape)
+  assert learning.detail_correlation(flat, target) == 0.0  # the right colour, no pattern
+  # Hand-computed: two pixels, one channel varying.
+  pred = np.array([[0.0, 0, 0], [1.0, 0, 0]])
+  targ = np.array([[0.0, 0, 0], [0.5, 0.5, 0]])
+  # centred: pred (-.5,0,0), (.5,0,0); target (-.25,-.25,0), (.25,.25,0) -> .25 / sqrt(.5 * .25)
+  assert abs(learning.detail_correlation(pred, targ) - 0.25 / np.sqrt(0.5 * 0.25)) < 1e-12
+
+
+def test_a_workdir_made_with_another_pattern_scale_is_refused(tmp_path):
+  learning._check_pattern_scale(str(tmp_path), "test", 4.0)  # nothing made yet: fine
+  (tmp_path / "test_synthetic.json").write_text(json.dumps({"seed": 0}))  # made before the flag
+  learning._check_pattern_scale(str(tmp_path), "test", 1.0)
+  with pytest.raises(SystemExit, match="--pattern_scale 4.0: .*made with 1.0"):
+    learning._check_pattern_scale(str(tmp_path), "test", 4.0)
 
 
 def test_pose_shift_is_the_mean_upper_body_keypoint_distance_over_shared_keypoints():

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from data_pipelines import synthetic
+from tryon_jax.data import synthetic_garment as sg
 from tryon_jax.data import synthetic_render as sr
 
 NUM, RES, SEED = 6, 96, 3
@@ -189,6 +190,38 @@ def test_garment_texture_is_warped_not_moved():
   assert max(scores) < 0.85, scores
 
 
+def test_pattern_scale_coarsens_the_pattern_and_changes_nothing_else():
+  scale = 3.0
+  checked = 0
+  for index in range(12):
+    g1 = sg.sample_garment(np.random.default_rng(index), texels_per_unit=200.0)
+    g3 = sg.sample_garment(np.random.default_rng(index), texels_per_unit=200.0,
+                           pattern_scale=scale)
+    assert g3.period == pytest.approx(scale * g1.period)
+    if g1.tile is not None:  # an all-over print: its tile covers 3x the cloth
+      assert g3.tile_units == pytest.approx(scale * g1.tile_units)
+    assert (g3.kind, g3.decal_size, g3.hem) == (g1.kind, g1.decal_size, g1.hem)
+    if g1.tile is None:  # procedural patterns: the scaled garment at scaled coordinates is g1
+      x, y = np.meshgrid(np.linspace(-0.2, 0.2, 41), np.linspace(0, 0.3, 31))
+      np.testing.assert_allclose(g3.colour(scale * x, scale * y, scale * 0.004),
+                                 g1.colour(x, y, 0.004), atol=1e-5)
+      checked += 1
+  assert checked >= 4
+  one = sr.render_example(2, resolution=RES, seed=SEED)
+  assert (sr.render_example(2, resolution=RES, seed=SEED, pattern_scale=1.0).person
+          == one.person).all()
+  coarse = sr.render_example(2, resolution=RES, seed=SEED, pattern_scale=scale)
+  np.testing.assert_array_equal(coarse.person_parse, one.person_parse)
+  np.testing.assert_array_equal(coarse.cloth_keypoints, one.cloth_keypoints)
+  garment = one.person_parse == ID["upper_clothes"]
+  near = garment | np.roll(garment, 1, 0) | np.roll(garment, -1, 0) | np.roll(garment, 1, 1) | \
+      np.roll(garment, -1, 1)  # anti-aliased garment edges blend into their neighbours
+  changed = (coarse.person != one.person).any(-1)
+  assert changed[garment].mean() > 0.3 and not changed[~near].any()
+  with pytest.raises(ValueError, match="pattern_scale"):
+    sg.sample_garment(np.random.default_rng(0), 200.0, pattern_scale=-1.0)
+
+
 def test_deterministic_per_seed_and_independent_per_example(tree, tmp_path):
   root, _ = tree
   again = str(tmp_path / "again")
@@ -218,12 +251,21 @@ def test_resume_rewrites_only_missing_examples_and_refuses_other_settings(tree, 
     assert f.read() == g.read()
   with pytest.raises(ValueError, match="train_synthetic.json"):
     synthetic.generate(out, 3, resolution=RES, seed=SEED + 1)
+  with pytest.raises(ValueError, match="pattern_scale=1.0 differs from requested 2.0"):
+    synthetic.generate(out, 3, resolution=RES, seed=SEED, pattern_scale=2.0)
+  settings = os.path.join(out, "train_synthetic.json")
+  with open(settings) as f:
+    old = {k: v for k, v in json.load(f).items() if k != "pattern_scale"}
+  with open(settings, "w") as f:
+    json.dump(old, f)  # a directory made before pattern_scale existed resumes as scale 1
+  assert synthetic.generate(out, 3, resolution=RES, seed=SEED)["written"] == 0
   assert not [n for d, _, files in os.walk(out) for n in files if ".tmp" in n]
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"num": 0}, "num"), ({"num": 1, "resolution": 30}, "resolution"),
-    ({"num": 1, "seed": -1}, "seed"), ({"num": 1, "split": "a/b"}, "split")])
+    ({"num": 1, "seed": -1}, "seed"), ({"num": 1, "split": "a/b"}, "split"),
+    ({"num": 1, "pattern_scale": 0.0}, "pattern_scale")])
 def test_bad_input_is_refused_before_writing(tmp_path, kwargs, message):
   out = str(tmp_path / "bad")
   with pytest.raises(ValueError, match=message):

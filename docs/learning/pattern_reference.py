@@ -1,0 +1,92 @@
+"""How much garment pattern is left in the learning study's 32 px records, and what pattern-free
+predictions score on them (the reference rows of "Coarse patterns" in docs/learning/README.md).
+
+    PYTHONPATH=. python docs/learning/pattern_reference.py OUT.json WORKDIR SCALE [SCALE ...]
+
+For each pattern scale, renders the study's held-out pairs (benchmarks.learning.prepare_data's test
+split: seed 10,000, --num_test 32, rendered at 128 px) twice: as the study does, and as a "flat
+twin" where the same garment has no pattern and no prints (every pattern colour is the base colour;
+the cloth shading and every other pixel are the same draws). Both go through the converter and
+the study's eval batch. Per scale it reports, over the target's garment pixels:
+
+  * pattern_variance: the variance about its mean of (target - flat twin), summed over RGB, in
+    [0, 1] pixel units: the pattern's signal left at 32 px;
+  * flat_twin: benchmarks.learning.garment_metrics of the flat twin against the target (the right
+    base colour and shading in place, no pattern);
+  * mean_colour: the target's garment pixels replaced by their mean colour (right colour, nothing
+    else; its detail_corr_garment is 0 by construction);
+  * copy_garment_input: I_c itself, as in the study's reports.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from benchmarks import learning
+from data_pipelines import synthetic, viton_hd
+from tryon_jax.data import synthetic_garment, synthetic_render
+
+
+def _flat(sample):
+  """Wraps sample_garment: the same draws, the pattern and prints removed."""
+  def flat_garment(*args, **kwargs):
+    g = sample(*args, **kwargs)
+    g.colours = np.stack([g.colours[0]] * 3)
+    g.tile, g.decal = None, None
+    return g
+  return flat_garment
+
+
+def eval_set(workdir: str, scale: float, flat: bool, args: argparse.Namespace):
+  """The held-out eval batch and garment masks of one rendering of the test split."""
+  raw = os.path.join(workdir, "raw")
+  records = os.path.join(workdir, "records")
+  original = synthetic_render.sample_garment
+  if flat:
+    synthetic_render.sample_garment = _flat(original)
+  try:
+    synthetic.generate(raw, args.num_test, resolution=args.synthetic_resolution,
+                       seed=args.seed + 10_000, split="test", pattern_scale=scale)
+  finally:
+    synthetic_render.sample_garment = original
+  viton_hd.convert(raw, "test", records, resolution=args.synthetic_resolution, progress=False)
+  data = {"test": (os.path.join(records, "*.tfrecord"), raw)}
+  config = learning.make_config("parallel", args, data["test"][0])
+  return learning.eval_batch(config, data, "test", args.num_test)
+
+
+def main(argv):
+  out_path, workdir, scales = argv[0], argv[1], [float(s) for s in argv[2:]]
+  args = learning.parse_args(["--workdir", workdir, "--steps", "1"])
+  assert synthetic_render.sample_garment is synthetic_garment.sample_garment
+  report = {"command": "python docs/learning/pattern_reference.py " + " ".join(argv),
+            "num_test": args.num_test, "scales": {}}
+  for scale in scales:
+    batch, masks = eval_set(os.path.join(workdir, f"scale{scale}"), scale, False, args)
+    twin, twin_masks = eval_set(os.path.join(workdir, f"scale{scale}_flat"), scale, True, args)
+    if learning.batch_ids(batch) != learning.batch_ids(twin) or not (masks == twin_masks).all():
+      raise RuntimeError("the flat twin's pairs or garment masks differ from the study's")
+    target = (np.clip(batch["person"], -1, 1) + 1) / 2
+    pattern = target - (np.clip(twin["person"], -1, 1) + 1) / 2
+    variance = [float(p[m].var(0).sum()) for p, m in zip(pattern, masks)]
+    mean_colour = batch["person"].copy()
+    for img, m in zip(mean_colour, masks):
+      img[m] = img[m].mean(0)
+    scores = {"pattern_variance": float(np.mean(variance)),
+              "pattern_variance_per_example": variance}
+    for name, pred in (("flat_twin", twin["person"]), ("mean_colour", mean_colour),
+                       ("copy_garment_input", batch["garment"])):
+      scores[name] = learning.garment_metrics(pred, batch["person"], masks)
+    report["scales"][str(scale)] = scores
+    print(json.dumps({"scale": scale, "pattern_variance": scores["pattern_variance"], **{
+        name: {k: round(v, 4) for k, v in scores[name].items() if k != "per_example"}
+        for name in ("flat_twin", "mean_colour", "copy_garment_input")}}), flush=True)
+  with open(out_path, "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
