@@ -10,7 +10,8 @@ the cloth shading and every other pixel are the same draws). Both go through the
 the study's eval batch. Per scale it reports, over the target's garment pixels:
 
   * pattern_variance: the variance about its mean of (target - flat twin), summed over RGB, in
-    [0, 1] pixel units: the pattern's signal left at 32 px;
+    [0, 1] pixel units: the pattern's signal left at 32 px; pattern_variance_render: the same on
+    the renderer's 128 px images of the targets (before JPEG, crop and downscale);
   * flat_twin: benchmarks.learning.garment_metrics of the flat twin against the target (the right
     base colour and shading in place, no pattern);
   * mean_colour: the target's garment pixels replaced by their mean colour (right colour, nothing
@@ -58,6 +59,25 @@ def eval_set(workdir: str, scale: float, flat: bool, args: argparse.Namespace):
   return learning.eval_batch(config, data, "test", args.num_test)
 
 
+def render_pattern_variance(args: argparse.Namespace, scale: float) -> list[float]:
+  """pattern_variance of each held-out target as rendered (synthetic_render, render size)."""
+  out = []
+  for index in range(args.num_test):
+    kwargs = dict(resolution=args.synthetic_resolution, seed=args.seed + 10_000, split="test",
+                  pattern_scale=scale)
+    ex = synthetic_render.render_example(index, **kwargs)
+    original = synthetic_render.sample_garment
+    synthetic_render.sample_garment = _flat(original)
+    try:
+      twin = synthetic_render.render_example(index, **kwargs)
+    finally:
+      synthetic_render.sample_garment = original
+    mask = ex.person_parse == synthetic_render.LABELS["upper_clothes"]
+    pattern = (ex.person.astype(np.float64) - twin.person) / 255
+    out.append(float(pattern[mask].var(0).sum()))
+  return out
+
+
 def main(argv):
   out_path, workdir, scales = argv[0], argv[1], [float(s) for s in argv[2:]]
   args = learning.parse_args(["--workdir", workdir, "--steps", "1"])
@@ -75,13 +95,17 @@ def main(argv):
     mean_colour = batch["person"].copy()
     for img, m in zip(mean_colour, masks):
       img[m] = img[m].mean(0)
+    at_render = render_pattern_variance(args, scale)
     scores = {"pattern_variance": float(np.mean(variance)),
-              "pattern_variance_per_example": variance}
+              "pattern_variance_per_example": variance,
+              "pattern_variance_render": float(np.mean(at_render)),
+              "pattern_variance_render_per_example": at_render}
     for name, pred in (("flat_twin", twin["person"]), ("mean_colour", mean_colour),
                        ("copy_garment_input", batch["garment"])):
       scores[name] = learning.garment_metrics(pred, batch["person"], masks)
     report["scales"][str(scale)] = scores
-    print(json.dumps({"scale": scale, "pattern_variance": scores["pattern_variance"], **{
+    print(json.dumps({"scale": scale, "pattern_variance": scores["pattern_variance"],
+                      "pattern_variance_render": scores["pattern_variance_render"], **{
         name: {k: round(v, 4) for k, v in scores[name].items() if k != "per_example"}
         for name in ("flat_twin", "mean_colour", "copy_garment_input")}}), flush=True)
   with open(out_path, "w", encoding="utf-8") as f:

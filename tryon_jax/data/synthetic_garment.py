@@ -151,8 +151,8 @@ def sample_garment(rng: np.random.Generator, texels_per_unit: float,
   """A random upper garment; texels_per_unit sets the resolution of printed text/logos.
 
   pattern_scale multiplies the pattern period and the all-over print's tile size (not the chest
-  print): at 1 the finest periods are about 0.6 px of a 32 px image, below what it can show. The
-  random draws do not depend on it, so other scales give the same garments with coarser patterns.
+  print). At 1 the periods are 0.5-1.9 px of a 32 px crop of the person, below its 2 px Nyquist
+  limit. The random draws do not depend on it: other scales give the same garments, rescaled.
   """
   if not pattern_scale > 0:
     raise ValueError(f"pattern_scale must be > 0, got {pattern_scale}")
