@@ -20,6 +20,7 @@ the study's eval batch. Per scale it reports, over the target's garment pixels:
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -31,28 +32,30 @@ from data_pipelines import synthetic, viton_hd
 from tryon_jax.data import synthetic_garment, synthetic_render
 
 
-def _flat(sample):
-  """Wraps sample_garment: the same draws, the pattern and prints removed."""
+@contextlib.contextmanager
+def flat_garments(flat: bool = True):
+  """Within it, the renderer's garments keep their draws but lose the pattern and prints."""
+  original = synthetic_render.sample_garment
   def flat_garment(*args, **kwargs):
-    g = sample(*args, **kwargs)
+    g = original(*args, **kwargs)
     g.colours = np.stack([g.colours[0]] * 3)
     g.tile, g.decal = None, None
     return g
-  return flat_garment
+  if flat:
+    synthetic_render.sample_garment = flat_garment
+  try:
+    yield
+  finally:
+    synthetic_render.sample_garment = original
 
 
 def eval_set(workdir: str, scale: float, flat: bool, args: argparse.Namespace):
   """The held-out eval batch and garment masks of one rendering of the test split."""
   raw = os.path.join(workdir, "raw")
   records = os.path.join(workdir, "records")
-  original = synthetic_render.sample_garment
-  if flat:
-    synthetic_render.sample_garment = _flat(original)
-  try:
+  with flat_garments(flat):
     synthetic.generate(raw, args.num_test, resolution=args.synthetic_resolution,
                        seed=args.seed + 10_000, split="test", pattern_scale=scale)
-  finally:
-    synthetic_render.sample_garment = original
   viton_hd.convert(raw, "test", records, resolution=args.synthetic_resolution, progress=False)
   data = {"test": (os.path.join(records, "*.tfrecord"), raw)}
   config = learning.make_config("parallel", args, data["test"][0])
@@ -66,12 +69,8 @@ def render_pattern_variance(args: argparse.Namespace, scale: float) -> list[floa
     kwargs = dict(resolution=args.synthetic_resolution, seed=args.seed + 10_000, split="test",
                   pattern_scale=scale)
     ex = synthetic_render.render_example(index, **kwargs)
-    original = synthetic_render.sample_garment
-    synthetic_render.sample_garment = _flat(original)
-    try:
+    with flat_garments():
       twin = synthetic_render.render_example(index, **kwargs)
-    finally:
-      synthetic_render.sample_garment = original
     mask = ex.person_parse == synthetic_render.LABELS["upper_clothes"]
     pattern = (ex.person.astype(np.float64) - twin.person) / 255
     out.append(float(pattern[mask].var(0).sum()))
