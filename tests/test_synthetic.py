@@ -213,6 +213,7 @@ def test_pattern_scale_coarsens_the_pattern_and_changes_nothing_else():
   coarse = sr.render_example(2, resolution=RES, seed=SEED, pattern_scale=scale)
   np.testing.assert_array_equal(coarse.person_parse, one.person_parse)
   np.testing.assert_array_equal(coarse.cloth_keypoints, one.cloth_keypoints)
+  assert coarse.meta["pattern_period_px"] == pytest.approx(scale * one.meta["pattern_period_px"])
   garment = one.person_parse == ID["upper_clothes"]
   near = garment | np.roll(garment, 1, 0) | np.roll(garment, -1, 0) | np.roll(garment, 1, 1) | \
       np.roll(garment, -1, 1)  # anti-aliased garment edges blend into their neighbours

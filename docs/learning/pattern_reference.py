@@ -9,6 +9,8 @@ twin" where the same garment has no pattern and no prints (every pattern colour 
 the cloth shading and every other pixel are the same draws). Both go through the converter and
 the study's eval batch. Per scale it reports, over the target's garment pixels:
 
+  * periodic_period_px: for the stripe, check and dot garments, the pattern period in pixels of
+    the 32 px record (the render's period over the record's crop, times the record size);
   * pattern_variance: the variance about its mean of (target - flat twin), summed over RGB, in
     [0, 1] pixel units: the pattern's signal left at 32 px; pattern_variance_render: the same on
     the renderer's 128 px images of the targets (before JPEG, crop and downscale);
@@ -21,6 +23,7 @@ the study's eval batch. Per scale it reports, over the target's garment pixels:
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import sys
@@ -29,7 +32,7 @@ import numpy as np
 
 from benchmarks import learning
 from data_pipelines import synthetic, viton_hd
-from tryon_jax.data import synthetic_garment, synthetic_render
+from tryon_jax.data import schema, synthetic_garment, synthetic_render, tfrecord
 
 
 @contextlib.contextmanager
@@ -59,22 +62,39 @@ def eval_set(workdir: str, scale: float, flat: bool, args: argparse.Namespace):
   viton_hd.convert(raw, "test", records, resolution=args.synthetic_resolution, progress=False)
   data = {"test": (os.path.join(records, "*.tfrecord"), raw)}
   config = learning.make_config("parallel", args, data["test"][0])
-  return learning.eval_batch(config, data, "test", args.num_test)
+  batch, masks = learning.eval_batch(config, data, "test", args.num_test)
+  return batch, masks, crop_sizes(data["test"][0])
 
 
-def render_pattern_variance(args: argparse.Namespace, scale: float) -> list[float]:
-  """pattern_variance of each held-out target as rendered (synthetic_render, render size)."""
-  out = []
+def crop_sizes(records_glob: str) -> dict[str, float]:
+  """Record id -> side of the square person crop, in render pixels."""
+  sizes = {}
+  for path in glob.glob(records_glob):
+    for _, raw in tfrecord.read_tfrecord(path):
+      rec = schema.deserialize(raw)
+      sizes[rec.id] = float(rec.person_crop[2])
+  return sizes
+
+
+def render_pattern_variance(args: argparse.Namespace, scale: float,
+                            crops: dict[str, float]) -> tuple[list[float], list[float]]:
+  """pattern_variance of each held-out target as rendered (synthetic_render, render size), and the
+  periodic garments' periods in record pixels."""
+  out, periods = [], []
+  resolution = learning.make_config("parallel", args, "").data.resolution
   for index in range(args.num_test):
     kwargs = dict(resolution=args.synthetic_resolution, seed=args.seed + 10_000, split="test",
                   pattern_scale=scale)
     ex = synthetic_render.render_example(index, **kwargs)
     with flat_garments():
       twin = synthetic_render.render_example(index, **kwargs)
+    if ex.meta["pattern"] in synthetic_garment.PERIODIC_KINDS:
+      crop = crops[f"{synthetic.example_id(index)}_00__{synthetic.example_id(index)}_01"]
+      periods.append(ex.meta["pattern_period_px"] * resolution / crop)
     mask = ex.person_parse == synthetic_render.LABELS["upper_clothes"]
     pattern = (ex.person.astype(np.float64) - twin.person) / 255
     out.append(float(pattern[mask].var(0).sum()))
-  return out
+  return out, periods
 
 
 def main(argv):
@@ -84,8 +104,8 @@ def main(argv):
   report = {"command": "python docs/learning/pattern_reference.py " + " ".join(argv),
             "num_test": args.num_test, "scales": {}}
   for scale in scales:
-    batch, masks = eval_set(os.path.join(workdir, f"scale{scale}"), scale, False, args)
-    twin, twin_masks = eval_set(os.path.join(workdir, f"scale{scale}_flat"), scale, True, args)
+    batch, masks, crops = eval_set(os.path.join(workdir, f"scale{scale}"), scale, False, args)
+    twin, twin_masks, _ = eval_set(os.path.join(workdir, f"scale{scale}_flat"), scale, True, args)
     if learning.batch_ids(batch) != learning.batch_ids(twin) or not (masks == twin_masks).all():
       raise RuntimeError("the flat twin's pairs or garment masks differ from the study's")
     target = (np.clip(batch["person"], -1, 1) + 1) / 2
@@ -94,8 +114,9 @@ def main(argv):
     mean_colour = batch["person"].copy()
     for img, m in zip(mean_colour, masks):
       img[m] = img[m].mean(0)
-    at_render = render_pattern_variance(args, scale)
-    scores = {"pattern_variance": float(np.mean(variance)),
+    at_render, periods = render_pattern_variance(args, scale, crops)
+    scores = {"periodic_period_px": {"min": min(periods), "median": float(np.median(periods)),
+                                     "max": max(periods), "count": len(periods)},"pattern_variance": float(np.mean(variance)),
               "pattern_variance_per_example": variance,
               "pattern_variance_render": float(np.mean(at_render)),
               "pattern_variance_render_per_example": at_render}
@@ -103,7 +124,8 @@ def main(argv):
                        ("copy_garment_input", batch["garment"])):
       scores[name] = learning.garment_metrics(pred, batch["person"], masks)
     report["scales"][str(scale)] = scores
-    print(json.dumps({"scale": scale, "pattern_variance": scores["pattern_variance"],
+    print(json.dumps({"scale": scale, "periodic_period_px": scores["periodic_period_px"],
+                      "pattern_variance": scores["pattern_variance"],
                       "pattern_variance_render": scores["pattern_variance_render"], **{
         name: {k: round(v, 4) for k, v in scores[name].items() if k != "per_example"}
         for name in ("flat_twin", "mean_colour", "copy_garment_input")}}), flush=True)

@@ -17,15 +17,12 @@ import shutil
 import sys
 
 import numpy as np
-
-from benchmarks import learning
 from PIL import Image
 
-from tryon_jax.data import synthetic_render
+from benchmarks import learning
+from tryon_jax.data import synthetic_garment, synthetic_render
 
 METRICS = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment", "detail_corr_garment")
-# Periodic patterns: their period is what pattern_scale changes; the rest are prints and gradients.
-PERIODIC = ("stripes", "checks", "dots")
 
 
 def pattern_kinds(report: dict) -> list[str]:
@@ -77,7 +74,7 @@ def main(argv):
   print("\n| parallel - concat | " + " | ".join(
       f"{diff[m]['mean']:+.3f} ± {diff[m]['sem']:.3f}" for m in METRICS) + " |")
   kinds = np.asarray(pattern_kinds(reports[0]))
-  periodic = np.isin(kinds, PERIODIC)
+  periodic = np.isin(kinds, synthetic_garment.PERIODIC_KINDS)
   print("\n| detail_corr_garment | periodic (n) | prints and gradients (n) |\n|---|---|---|")
   for variant, run in zip(learning.VARIANTS, runs):
     values = np.asarray(run["per_example"]["detail_corr_garment"])

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 _PATTERN_KINDS = ("stripes", "checks", "dots", "gradient", "text", "logos")
+PERIODIC_KINDS = ("stripes", "checks", "dots")  # drawn at Garment.period; the rest are coarser
 _WORDS = ("SUMMER", "TOKYO", "CLUB", "1987", "WAVE", "NOVA", "JAX", "HELLO", "SPORT", "CITY",
           "LOVE", "ZEN", "RUN", "BERLIN", "SURF", "MOON", "OK", "TEAM 7", "ROCK", "SUN")
 

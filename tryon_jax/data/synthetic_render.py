@@ -595,5 +595,8 @@ def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: s
   person, person_parse, person_kp = render(idt, poses[1], bg_b)
   mask = np.where(cloth_parse == LABELS["upper_clothes"], 255, 0).astype(np.uint8)
   meta = {"pattern": idt.garment.kind, "long_sleeves": idt.garment.long_sleeves,
-          "lower": idt.lower_kind, "crossing_pose": crossing_pose}
+          "lower": idt.lower_kind, "crossing_pose": crossing_pose,
+          # The pattern period in the person image's pixels (stripes, checks, dots; other kinds
+          # have a period too, but it is not their visible scale).
+          "pattern_period_px": idt.garment.period * skeletons[1].unit}
   return Example(person, person_parse, person_kp, cloth, cloth_parse, cloth_kp, mask, meta)
