@@ -1,5 +1,5 @@
 """How much garment pattern is left in the learning study's 32 px records, and what pattern-free
-predictions score on them (the reference rows of "Coarse patterns" in docs/learning/README.md).
+predictions score on them ("Is there a pattern to transfer at 32 px?" in docs/learning/README.md).
 
     PYTHONPATH=. python docs/learning/pattern_reference.py OUT.json WORKDIR SCALE [SCALE ...]
 
@@ -116,7 +116,8 @@ def main(argv):
       img[m] = img[m].mean(0)
     at_render, periods = render_pattern_variance(args, scale, crops)
     scores = {"periodic_period_px": {"min": min(periods), "median": float(np.median(periods)),
-                                     "max": max(periods), "count": len(periods)},"pattern_variance": float(np.mean(variance)),
+                                     "max": max(periods), "count": len(periods)},
+              "pattern_variance": float(np.mean(variance)),
               "pattern_variance_per_example": variance,
               "pattern_variance_render": float(np.mean(at_render)),
               "pattern_variance_render_per_example": at_render}
@@ -124,11 +125,12 @@ def main(argv):
                        ("copy_garment_input", batch["garment"])):
       scores[name] = learning.garment_metrics(pred, batch["person"], masks)
     report["scales"][str(scale)] = scores
+    summary = {name: {k: round(v, 4) for k, v in scores[name].items() if k != "per_example"}
+               for name in ("flat_twin", "mean_colour", "copy_garment_input")}
     print(json.dumps({"scale": scale, "periodic_period_px": scores["periodic_period_px"],
                       "pattern_variance": scores["pattern_variance"],
-                      "pattern_variance_render": scores["pattern_variance_render"], **{
-        name: {k: round(v, 4) for k, v in scores[name].items() if k != "per_example"}
-        for name in ("flat_twin", "mean_colour", "copy_garment_input")}}), flush=True)
+                      "pattern_variance_render": scores["pattern_variance_render"], **summary}),
+          flush=True)
   with open(out_path, "w", encoding="utf-8") as f:
     json.dump(report, f, indent=1)
 

@@ -1,4 +1,4 @@
-"""The tables of "Coarse patterns" in docs/learning/README.md, from the study's reports.
+"""The tables of "Coarse patterns" in docs/learning/README.md, from two study reports.
 
     PYTHONPATH=. python docs/learning/pattern_study.py PARALLEL_DIR CONCAT_DIR OUT_DIR [REFERENCE.json]
 
@@ -66,8 +66,8 @@ def main(argv):
     print(row(f"{variant} ({run['train_steps']} steps)", run))
   print(row("I_c copied", reports[0]["reference"]["copy_garment_input"]))
   if len(argv) > 3:
-    reference = json.load(open(argv[3], encoding="utf-8"))["scales"][
-        str(float(reports[0]["pattern_scale"]))]
+    with open(argv[3], encoding="utf-8") as f:
+      reference = json.load(f)["scales"][str(float(reports[0]["pattern_scale"]))]
     for name in ("flat_twin", "mean_colour"):
       print(row(name, reference[name]))
   diff = learning.paired_difference(*runs)
