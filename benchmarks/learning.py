@@ -78,8 +78,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="render size of the synthetic photos (records are cut from them)")
   p.add_argument("--pattern_scale", type=float, default=1.0,
                  help="garment pattern period and print tile, times the generator's default: at 1 "
-                      "stripe, check and dot periods are 0.5-1.9 px of the 32 px records, below "
-                      "their 2 px Nyquist limit")
+                      "the held-out stripe, check and dot periods are 0.56-1.72 px of the 32 px "
+                      "records, below their 2 px Nyquist limit (docs/learning/pattern_reference)")
   p.add_argument("--sample_steps", type=int, default=50, help="DDPM steps for the held-out samples")
   p.add_argument("--grid_rows", type=int, default=8)
   p.add_argument("--seed", type=int, default=0)
@@ -138,15 +138,13 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
 
 
 def _check_pattern_scale(raw: str, split: str, pattern_scale: float) -> None:
-  """Refuses a workdir whose synthetic set was made with another --pattern_scale."""
-  path = os.path.join(raw, f"{split}_synthetic.json")
-  if not os.path.exists(path):
-    return
-  with open(path, encoding="utf-8") as f:
-    made = json.load(f).get("pattern_scale", 1.0)  # sets from before the flag: the default
-  if made != pattern_scale:
-    raise SystemExit(f"--pattern_scale {pattern_scale}: {path} was made with {made}; "
-                     "use another --workdir")
+  """Refuses a workdir whose synthetic set was made with another --pattern_scale (checked here,
+  as synthetic.generate is not called once the records exist)."""
+  from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
+  made = synthetic.read_settings(raw, split)
+  if made is not None and made["pattern_scale"] != pattern_scale:
+    raise SystemExit(f"--pattern_scale {pattern_scale}: {synthetic.settings_path(raw, split)} was "
+                     f"made with {made['pattern_scale']}; use another --workdir")
 
 
 def garment_masks(records_glob: str, raw_root: str, split: str, ids: Sequence[str],

@@ -125,16 +125,29 @@ def write_example(root: str, split: str, index: int, *, resolution: int, seed: i
   return True
 
 
+def settings_path(root: str, split: str) -> str:
+  return os.path.join(root, f"{split}_synthetic.json")
+
+
+def read_settings(root: str, split: str) -> dict | None:
+  """The generator settings a directory was made with (None if it has none yet)."""
+  path = settings_path(root, split)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    try:
+      old = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}: not valid JSON ({e})") from None
+  old.setdefault("pattern_scale", 1.0)  # directories made before the setting existed
+  return old
+
+
 def _check_settings(root: str, split: str, settings: dict) -> None:
   """Refuses to resume into a directory made with other settings (examples would not match)."""
-  path = os.path.join(root, f"{split}_synthetic.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      try:
-        old = json.load(f)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    old.setdefault("pattern_scale", 1.0)  # directories made before the setting existed
+  path = settings_path(root, split)
+  old = read_settings(root, split)
+  if old is not None:
     for key in ("resolution", "seed", "generator_version", "pattern_scale"):
       if old.get(key) != settings[key]:
         raise ValueError(f"{path}: existing {key}={old.get(key)!r} differs from requested "

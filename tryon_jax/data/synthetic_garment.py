@@ -152,8 +152,9 @@ def sample_garment(rng: np.random.Generator, texels_per_unit: float,
   """A random upper garment; texels_per_unit sets the resolution of printed text/logos.
 
   pattern_scale multiplies the pattern period and the all-over print's tile size (not the chest
-  print). At 1 the periods are 0.5-1.9 px of a 32 px crop of the person, below its 2 px Nyquist
-  limit. The random draws do not depend on it: other scales give the same garments, rescaled.
+  print). At 1, in the learning study's 32 px crops of the person, the held-out stripe, check and
+  dot periods are 0.56-1.72 px, below the 2 px Nyquist limit (docs/learning/pattern_reference.py).
+  The random draws do not depend on it: other scales give the same garments, rescaled.
   """
   if not pattern_scale > 0:
     raise ValueError(f"pattern_scale must be > 0, got {pattern_scale}")
