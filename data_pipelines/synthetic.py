@@ -1,7 +1,7 @@
 """Writes the synthetic paired try-on set in VITON-HD layout (so it flows through the same converter).
 
   python -m data_pipelines.synthetic --out DIR --num N [--resolution 256] [--seed 0] [--split train]
-      [--pattern_scale 1]
+      [--pattern_scale 1] [--flat_garments]
   python -m data_pipelines.viton_hd --root DIR --split train --out REC    # then convert as real data
 
 Each example <id> is one procedurally drawn person wearing one textured upper garment in two poses
@@ -105,13 +105,13 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def write_example(root: str, split: str, index: int, *, resolution: int, seed: int,
-                  pattern_scale: float = 1.0) -> bool:
+                  pattern_scale: float = 1.0, flat_garments: bool = False) -> bool:
   """Renders and writes example `index`; returns False (and writes nothing) if it is complete."""
   paths = example_paths(root, split, index)
   if all(os.path.exists(p) for p in paths.values()):
     return False
   ex = synthetic_render.render_example(index, resolution=resolution, seed=seed, split=split,
-                                       pattern_scale=pattern_scale)
+                                       pattern_scale=pattern_scale, flat_garment=flat_garments)
   blobs = {
       "image": _jpeg(ex.person),
       "image-parse-v3": _parse_png(ex.person_parse),
@@ -139,7 +139,8 @@ def read_settings(root: str, split: str) -> dict | None:
       old = json.load(f)
     except json.JSONDecodeError as e:
       raise ValueError(f"{path}: not valid JSON ({e})") from None
-  old.setdefault("pattern_scale", 1.0)  # directories made before the setting existed
+  old.setdefault("pattern_scale", 1.0)  # directories made before the settings existed
+  old.setdefault("flat_garments", False)
   return old
 
 
@@ -148,26 +149,27 @@ def _check_settings(root: str, split: str, settings: dict) -> None:
   path = settings_path(root, split)
   old = read_settings(root, split)
   if old is not None:
-    for key in ("resolution", "seed", "generator_version", "pattern_scale"):
+    for key in ("resolution", "seed", "generator_version", "pattern_scale", "flat_garments"):
       if old.get(key) != settings[key]:
         raise ValueError(f"{path}: existing {key}={old.get(key)!r} differs from requested "
                          f"{settings[key]!r}; use another --out or delete it")
   _write_atomic(path, json.dumps(settings, indent=1).encode())
 
 
-def _work(args: tuple[str, str, int, int, int, float]) -> bool:
-  root, split, index, resolution, seed, pattern_scale = args
+def _work(args: tuple[str, str, int, int, int, float, bool]) -> bool:
+  root, split, index, resolution, seed, pattern_scale, flat_garments = args
   return write_example(root, split, index, resolution=resolution, seed=seed,
-                       pattern_scale=pattern_scale)
+                       pattern_scale=pattern_scale, flat_garments=flat_garments)
 
 
 def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
              split: str = "train", workers: int = 1, progress: bool = False,
-             pattern_scale: float = 1.0) -> dict:
+             pattern_scale: float = 1.0, flat_garments: bool = False) -> dict:
   """Writes `num` synthetic pairs into out_dir in VITON-HD layout (see the module docstring).
 
   pattern_scale coarsens the garments' patterns (synthetic_garment.sample_garment), e.g. so that
-  they survive the downscale to a 32 px study.
+  they survive the downscale to a 32 px study. flat_garments writes the set's flat twin: the same
+  examples with the garments' pattern and prints left out (synthetic_garment.sample_garment).
 
   Returns {"root", "split", "num", "written", "skipped", "pairs_file", "width", "height",
   "seconds"}. Deterministic in (seed, split, index); existing complete examples are kept.
@@ -187,8 +189,10 @@ def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
   _check_settings(out_dir, split, {"resolution": resolution, "seed": seed, "split": split,
                                    "generator_version": GENERATOR_VERSION,
                                    "pattern_scale": float(pattern_scale),
+                                   "flat_garments": bool(flat_garments),
                                    "width": width, "height": height})
-  jobs = [(out_dir, split, i, resolution, seed, float(pattern_scale)) for i in range(num)]
+  jobs = [(out_dir, split, i, resolution, seed, float(pattern_scale), bool(flat_garments))
+          for i in range(num)]
   bar = None
   if progress:
     from tqdm import tqdm  # only the CLI needs it
@@ -225,11 +229,14 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--workers", type=int, default=1, help="processes (examples are independent)")
   parser.add_argument("--pattern_scale", type=float, default=1.0,
                       help="garment pattern period and print tile, times the default")
+  parser.add_argument("--flat_garments", action="store_true",
+                      help="the set's flat twin: the same examples, garments without pattern or "
+                           "prints")
   args = parser.parse_args(argv)
   try:
     result = generate(args.out, args.num, resolution=args.resolution, seed=args.seed,
                       split=args.split, workers=args.workers, progress=True,
-                      pattern_scale=args.pattern_scale)
+                      pattern_scale=args.pattern_scale, flat_garments=args.flat_garments)
   except ValueError as e:
     parser.exit(2, f"error: {e}\n")
   print(f"wrote {result['written']} pairs, kept {result['skipped']} existing, to "

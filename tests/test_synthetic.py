@@ -223,6 +223,35 @@ def test_pattern_scale_coarsens_the_pattern_and_changes_nothing_else():
     sg.sample_garment(np.random.default_rng(0), 200.0, pattern_scale=-1.0)
 
 
+def test_flat_twin_is_the_same_example_without_the_pattern():
+  changed_examples = 0
+  for index in range(6):
+    ex = sr.render_example(index, resolution=RES, seed=SEED)
+    twin = sr.render_example(index, resolution=RES, seed=SEED, flat_garment=True)
+    assert twin.meta["pattern"] == ex.meta["pattern"]  # the same draws, the pattern left out
+    for name in ("person_parse", "person_keypoints", "cloth_keypoints", "cloth_mask"):
+      np.testing.assert_array_equal(getattr(twin, name), getattr(ex, name), err_msg=name)
+    assert twin.person.shape == ex.person.shape == (HEIGHT, WIDTH, 3)
+    garment = ex.person_parse == ID["upper_clothes"]
+    near = np.zeros_like(garment)  # within 2 px: the renderer's anti-aliased edges
+    for dy in range(-2, 3):
+      for dx in range(-2, 3):
+        near |= np.roll(garment, (dy, dx), (0, 1))
+    changed = (twin.person != ex.person).any(-1)
+    assert not changed[~near].any(), index  # every other pixel is the same
+    if changed[garment].mean() > 0.2:  # a patterned garment: only the shading is left in the twin
+      assert twin.person[garment].astype(float).var(0).sum() < \
+          ex.person[garment].astype(float).var(0).sum(), index
+      changed_examples += 1
+  assert changed_examples >= 4
+  g = sg.sample_garment(np.random.default_rng(5), 200.0)
+  flat = sg.sample_garment(np.random.default_rng(5), 200.0, flat=True)
+  assert flat.tile is None and flat.decal is None and (flat.colours == g.colours[0]).all()
+  x, y = np.meshgrid(np.linspace(-0.2, 0.2, 21), np.linspace(0, 0.3, 21))
+  np.testing.assert_allclose(flat.colour(x, y, 0.004),
+                             np.broadcast_to(g.colours[0], x.shape + (3,)), atol=1e-6)
+
+
 def test_deterministic_per_seed_and_independent_per_example(tree, tmp_path):
   root, _ = tree
   again = str(tmp_path / "again")
@@ -254,11 +283,13 @@ def test_resume_rewrites_only_missing_examples_and_refuses_other_settings(tree, 
     synthetic.generate(out, 3, resolution=RES, seed=SEED + 1)
   with pytest.raises(ValueError, match="pattern_scale=1.0 differs from requested 2.0"):
     synthetic.generate(out, 3, resolution=RES, seed=SEED, pattern_scale=2.0)
+  with pytest.raises(ValueError, match="flat_garments=False differs from requested True"):
+    synthetic.generate(out, 3, resolution=RES, seed=SEED, flat_garments=True)
   settings = os.path.join(out, "train_synthetic.json")
   with open(settings) as f:
-    old = {k: v for k, v in json.load(f).items() if k != "pattern_scale"}
+    old = {k: v for k, v in json.load(f).items() if k not in ("pattern_scale", "flat_garments")}
   with open(settings, "w") as f:
-    json.dump(old, f)  # a directory made before pattern_scale existed resumes as scale 1
+    json.dump(old, f)  # a directory made before the two settings resumes as scale 1, patterned
   assert synthetic.generate(out, 3, resolution=RES, seed=SEED)["written"] == 0
   assert not [n for d, _, files in os.walk(out) for n in files if ".tmp" in n]
 

@@ -22,7 +22,6 @@ the study's eval batch. Per scale it reports, over the target's garment pixels:
 """
 
 import argparse
-import contextlib
 import glob
 import json
 import os
@@ -35,30 +34,13 @@ from data_pipelines import synthetic, viton_hd
 from tryon_jax.data import schema, synthetic_garment, synthetic_render, tfrecord
 
 
-@contextlib.contextmanager
-def flat_garments(flat: bool = True):
-  """Within it, the renderer's garments keep their draws but lose the pattern and prints."""
-  original = synthetic_render.sample_garment
-  def flat_garment(*args, **kwargs):
-    g = original(*args, **kwargs)
-    g.colours = np.stack([g.colours[0]] * 3)
-    g.tile, g.decal = None, None
-    return g
-  if flat:
-    synthetic_render.sample_garment = flat_garment
-  try:
-    yield
-  finally:
-    synthetic_render.sample_garment = original
-
-
 def eval_set(workdir: str, scale: float, flat: bool, args: argparse.Namespace):
   """The held-out eval batch and garment masks of one rendering of the test split."""
   raw = os.path.join(workdir, "raw")
   records = os.path.join(workdir, "records")
-  with flat_garments(flat):
-    synthetic.generate(raw, args.num_test, resolution=args.synthetic_resolution,
-                       seed=args.seed + 10_000, split="test", pattern_scale=scale)
+  synthetic.generate(raw, args.num_test, resolution=args.synthetic_resolution,
+                     seed=args.seed + learning.SPLIT_SEED_OFFSET["test"], split="test",
+                     pattern_scale=scale, flat_garments=flat)
   viton_hd.convert(raw, "test", records, resolution=args.synthetic_resolution, progress=False)
   data = {"test": (os.path.join(records, "*.tfrecord"), raw)}
   config = learning.make_config("parallel", args, data["test"][0])
@@ -83,11 +65,11 @@ def render_pattern_variance(args: argparse.Namespace, scale: float,
   out, periods = [], []
   resolution = learning.make_config("parallel", args, "").data.resolution
   for index in range(args.num_test):
-    kwargs = dict(resolution=args.synthetic_resolution, seed=args.seed + 10_000, split="test",
+    kwargs = dict(resolution=args.synthetic_resolution,
+                  seed=args.seed + learning.SPLIT_SEED_OFFSET["test"], split="test",
                   pattern_scale=scale)
     ex = synthetic_render.render_example(index, **kwargs)
-    with flat_garments():
-      twin = synthetic_render.render_example(index, **kwargs)
+    twin = synthetic_render.render_example(index, flat_garment=True, **kwargs)
     if ex.meta["pattern"] in synthetic_garment.PERIODIC_KINDS:
       crop = crops[f"{synthetic.example_id(index)}_00__{synthetic.example_id(index)}_01"]
       periods.append(ex.meta["pattern_period_px"] * resolution / crop)
@@ -100,7 +82,6 @@ def render_pattern_variance(args: argparse.Namespace, scale: float,
 def main(argv):
   out_path, workdir, scales = argv[0], argv[1], [float(s) for s in argv[2:]]
   args = learning.parse_args(["--workdir", workdir, "--steps", "1"])
-  assert synthetic_render.sample_garment is synthetic_garment.sample_garment
   report = {"command": "python docs/learning/pattern_reference.py " + " ".join(argv),
             "num_test": args.num_test, "scales": {}}
   for scale in scales:
@@ -111,9 +92,7 @@ def main(argv):
     target = (np.clip(batch["person"], -1, 1) + 1) / 2
     pattern = target - (np.clip(twin["person"], -1, 1) + 1) / 2
     variance = [float(p[m].var(0).sum()) for p, m in zip(pattern, masks)]
-    mean_colour = batch["person"].copy()
-    for img, m in zip(mean_colour, masks):
-      img[m] = img[m].mean(0)
+    mean_colour = learning.mean_colour_targets(batch["person"], masks)
     at_render, periods = render_pattern_variance(args, scale, crops)
     scores = {"periodic_period_px": {"min": min(periods), "median": float(np.median(periods)),
                                      "max": max(periods), "count": len(periods)},

@@ -148,13 +148,17 @@ def _rgba(img: Image.Image) -> np.ndarray:
 
 
 def sample_garment(rng: np.random.Generator, texels_per_unit: float,
-                   pattern_scale: float = 1.0) -> Garment:
+                   pattern_scale: float = 1.0, flat: bool = False) -> Garment:
   """A random upper garment; texels_per_unit sets the resolution of printed text/logos.
 
   pattern_scale multiplies the pattern period and the all-over print's tile size (not the chest
   print). At 1, in the learning study's 32 px crops of the person, the held-out stripe, check and
   dot periods are 0.56-1.72 px, below the 2 px Nyquist limit (docs/learning/pattern_reference.py).
   The random draws do not depend on it: other scales give the same garments, rescaled.
+
+  flat=True returns the garment's "flat twin": the same draws, but every pattern colour is the base
+  colour and there is no all-over or chest print, so a render differs from the patterned one only
+  by the pattern (the learning study's pattern-only score, benchmarks.learning).
   """
   if not pattern_scale > 0:
     raise ValueError(f"pattern_scale must be > 0, got {pattern_scale}")
@@ -197,6 +201,8 @@ def sample_garment(rng: np.random.Generator, texels_per_unit: float,
     else:
       _draw_logo(draw, (0, 0, w - 1, h - 1), decal_colours, rng)
     decal, decal_size = _rgba(img), (dw, dh)
+  if flat:  # after every draw, so that the rest of the example is drawn the same
+    colours, tile, decal = np.stack([colours[0]] * 3), None, None
   return Garment(
       kind=kind, colours=colours, period=float(rng.uniform(0.018, 0.06) * pattern_scale),
       angle=angle, duty=float(rng.uniform(0.3, 0.6)), tile=tile, tile_units=float(tile_units),

@@ -162,7 +162,7 @@ class Identity:
 
 
 def sample_identity(rng: np.random.Generator, texels_per_unit: float,
-                    pattern_scale: float = 1.0) -> Identity:
+                    pattern_scale: float = 1.0, flat_garment: bool = False) -> Identity:
   k = rng.uniform(0, len(_SKIN_TONES) - 1)
   i = int(k)
   skin = _SKIN_TONES[i] + (k - i) * (_SKIN_TONES[min(i + 1, len(_SKIN_TONES) - 1)] - _SKIN_TONES[i])
@@ -186,7 +186,7 @@ def sample_identity(rng: np.random.Generator, texels_per_unit: float,
       lower_length=float(rng.uniform(0.45, 0.85) if lower_kind == "shorts"
                          else rng.uniform(0.18, 0.35)),
       shoe_colour=random_colour(rng) * rng.uniform(0.3, 1.0), garment=sample_garment(
-          rng, texels_per_unit, pattern_scale))
+          rng, texels_per_unit, pattern_scale, flat=flat_garment))
 
 
 @dataclasses.dataclass
@@ -568,15 +568,18 @@ def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: str = "train",
-                   pattern_scale: float = 1.0) -> Example:
+                   pattern_scale: float = 1.0, flat_garment: bool = False) -> Example:
   """Renders example `index` deterministically from (seed, split, index).
 
   pattern_scale: the garment's pattern period and print tile are this many times the default
   (synthetic_garment.sample_garment); everything else about the example is unchanged.
+  flat_garment: the example's flat twin, the same garment without pattern or prints (the same
+  draws; every other pixel, and the garment's outline and shading, are the same).
   """
   width, height = image_size(resolution)
   rng = example_rng(seed, split, index)
-  idt = sample_identity(rng, texels_per_unit=2.0 * 0.88 * height, pattern_scale=pattern_scale)
+  idt = sample_identity(rng, texels_per_unit=2.0 * 0.88 * height, pattern_scale=pattern_scale,
+                        flat_garment=flat_garment)
   crossing_pose = int(rng.integers(2)) if rng.random() < _CROSS_ARM_PROB else -1
   poses, skeletons = [], []
   for which in range(2):  # 0 = pose A (cloth image), 1 = pose B (person image)
