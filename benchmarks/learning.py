@@ -17,21 +17,28 @@ measures, on the garment region of the target (its upper-clothes label, cropped 
   * detail_corr_garment: correlation of the output's and the target's garment pixels, each less
     its own garment-mean colour (Pearson over pixels and channels): where the pattern and shading
     are, not which colours: 1 for the target's pattern in place (at any contrast), 0 for a flat
-    garment, about 0 for a pattern out of place;
+    garment, about 0 for a pattern out of place. The cloth shading and the outline count as
+    detail too: the flat twin below scores 0.5-0.6 with no pattern at all;
+  * pattern_corr_garment: the same correlation of (output - flat twin) and (target - flat twin),
+    where the flat twin is the target rendered again with its garment's pattern and prints left
+    out (synthetic.generate's flat_garments; same person, pose, outline and shading): only the
+    pattern counts. 1 for the pattern in place, 0 for any pattern-free garment;
   * fid, kid, kid_std: FID and KID (x1000) of the whole try-ons against the targets
     (tryon_jax.eval, InceptionV3 pool3). Over only ``--num_test`` images FID is biased upward, so
     only variants scored on the same pairs compare; KID is unbiased. They need the converted
     Inception weights (``--inception_weights``, see tryon_jax.eval.convert_inception); without
     them ``inception_skipped`` says why.
 A reference row ``copy_garment_input`` scores I_c itself (the garment in its *other* pose) against
-the target: a model that did not warp would score about that. ``garment_reliance`` asks whether
-the model reads I_c at all: the garment-region error of its x0 estimate with the pair's own garment
-vs another pair's, at noise levels RELIANCE_LEVELS (0 dB = I_c ignored). ``--eval_split=train``
-scores the first training pairs instead: the gap to the held-out scores says how much a model has
-fitted its training set rather than learned the task. ``eval_pose_shift`` is how far each scored
-pair's garment has to move (upper-body keypoints, I_c's pose to the target's), and the
-``*_vs_pose_shift`` entries say whether a score, or parallel - concat, changes with it: the paper
-puts cross-attention's advantage in the pairs that need warping.
+the target: a model that did not warp would score about that. ``flat_twin`` (the right colour,
+shading and outline, no pattern) and ``mean_colour`` (the target's garment pixels replaced by
+their mean colour) are what a model that moved the garment but not its pattern could reach.
+``garment_reliance`` asks whether the model reads I_c at all: the garment-region error of its x0
+estimate with the pair's own garment vs another pair's, at noise levels RELIANCE_LEVELS (0 dB =
+I_c ignored). ``--eval_split=train`` scores the first training pairs instead: the gap to the
+held-out scores says how much a model has fitted its training set rather than learned the task.
+``eval_pose_shift`` is how far each scored pair's garment has to move (upper-body keypoints, I_c's
+pose to the target's), and the ``*_vs_pose_shift`` entries say whether a score, or parallel -
+concat, changes with it: the paper puts cross-attention's advantage in the pairs that need warping.
 
 Writes OUT/results.json (metrics per variant, wall time, steps, loss curves), OUT/grid.png (rows:
 the scored pairs; columns: I_a, I_c, target, parallel, concat) and OUT/loss.png.
@@ -54,6 +61,7 @@ from PIL import Image, ImageDraw
 VARIANTS = ("parallel", "concat")
 HIST_BINS = 8  # per colour channel
 SSIM_WINDOW = 7  # dm-pix default (11) is a third of a 32-px image
+SPLIT_SEED_OFFSET = {"train": 0, "test": 10_000}  # held-out pairs: other people, garments, poses
 RELIANCE_LEVELS = (0.5, 0.8)  # noise levels where x_t hides most of the garment: I_c must tell it
 # The keypoints an upper garment follows: how far they move from I_c's pose to the target's is how
 # much warping a pair asks for (pose_shift).
@@ -117,23 +125,27 @@ def make_config(variant: str, args: argparse.Namespace, train_glob: str):
 
 
 def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
-  """Synthetic train and held-out test sets -> {split: (records glob, raw root)}."""
+  """Synthetic train and held-out test sets, and the flat twins of their first --num_test pairs
+  -> {"train" | "test" | "train_flat" | "test_flat": (records glob, raw root)}."""
   from data_pipelines import synthetic, viton_hd  # pylint: disable=g-import-not-at-top
   data = os.path.join(args.workdir, "data")
   out = {}
-  for split, num, seed in (("train", args.num_train, args.seed),
-                           ("test", args.num_test, args.seed + 10_000)):
-    raw = os.path.join(data, f"raw_{split}")
-    records = os.path.join(data, f"records_{split}")
+  # The flat twins are rendered for the scored pairs only: the first --num_test of the split.
+  for split, num, flat in (("train", args.num_train, False), ("test", args.num_test, False),
+                           ("train", args.num_test, True), ("test", args.num_test, True)):
+    name = split + ("_flat" if flat else "")
+    raw = os.path.join(data, f"raw_{name}")
+    records = os.path.join(data, f"records_{name}")
     _check_pattern_scale(raw, split, args.pattern_scale)
     if not glob.glob(os.path.join(records, "*.tfrecord")):
-      synthetic.generate(raw, num, resolution=args.synthetic_resolution, seed=seed, split=split,
-                         pattern_scale=args.pattern_scale)
+      synthetic.generate(raw, num, resolution=args.synthetic_resolution,
+                         seed=args.seed + SPLIT_SEED_OFFSET[split], split=split,
+                         pattern_scale=args.pattern_scale, flat_garments=flat)
       summary = viton_hd.convert(raw, split, records, resolution=args.synthetic_resolution,
                                  progress=False)
-      print(json.dumps({"event": "data", "split": split, "written": summary["written"],
+      print(json.dumps({"event": "data", "split": name, "written": summary["written"],
                         "skipped": summary["skipped"]}), flush=True)
-    out[split] = (os.path.join(records, "*.tfrecord"), raw)
+    out[name] = (os.path.join(records, "*.tfrecord"), raw)
   return out
 
 
@@ -196,16 +208,36 @@ def train_variant(config, workdir: str) -> float:
 
 def eval_batch(config, data: dict[str, tuple[str, str]], split: str,
                num: int) -> tuple[dict, np.ndarray]:
-  """The first ``num`` pairs of ``split`` (prepare_data's output) as one batch, and their target
-  garment masks [num, R, R] bool (see garment_masks)."""
+  """The first ``num`` pairs of ``split`` (a key of prepare_data's output: "test_flat" is the flat
+  twin of "test") as one batch, and their target garment masks [num, R, R] bool (see
+  garment_masks)."""
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   records_glob, raw_root = data[split]
   batch = next(iter(pipeline.make_eval_dataset(config, records_glob, num)))
   valid = np.asarray(batch["valid"]) > 0
   batch = {k: np.asarray(v)[valid] for k, v in batch.items()}
-  masks = garment_masks(records_glob, raw_root, split, batch_ids(batch),
+  masks = garment_masks(records_glob, raw_root, split.removesuffix("_flat"), batch_ids(batch),
                         int(config.data.resolution))
   return batch, masks
+
+
+def flat_twin_targets(config, data: dict[str, tuple[str, str]], split: str, batch: dict,
+                      masks: np.ndarray) -> np.ndarray:
+  """The flat twins [N, R, R, 3] in [-1, 1] of ``batch``'s targets (eval_batch of ``split``),
+  after checking that they are the same pairs with the same garment masks."""
+  twin, twin_masks = eval_batch(config, data, split + "_flat", len(masks))
+  if batch_ids(twin) != batch_ids(batch) or not np.array_equal(twin_masks, masks):
+    raise RuntimeError(f"{data[split + '_flat'][0]}: the flat twins are not the scored pairs of "
+                       f"{split} (other ids or garment masks); delete the *_flat directories")
+  return twin["person"]
+
+
+def mean_colour_targets(target: np.ndarray, masks: np.ndarray) -> np.ndarray:
+  """target [N, R, R, 3] with each garment region [N, R, R] replaced by its mean colour."""
+  out = np.array(target, copy=True)
+  for img, m in zip(out, masks):
+    img[m] = img[m].mean(0)
+  return out
 
 
 def batch_ids(batch: dict) -> list[str]:
@@ -279,8 +311,11 @@ def garment_reliance(config, spec, state, batch: dict, masks: np.ndarray, seed: 
   return out
 
 
-def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> dict[str, float]:
-  """Mean and std over examples of the garment-region metrics (see module docstring)."""
+def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray,
+                    flat_twin: np.ndarray | None = None) -> dict[str, float]:
+  """Mean and std over examples of the garment-region metrics (see module docstring) of pred
+  against target [N, R, R, 3] in [-1, 1] over masks [N, R, R]; pattern_corr_garment only if the
+  targets' flat twins [N, R, R, 3] are given."""
   import dm_pix  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   a = (np.clip(pred, -1, 1) + 1) / 2
@@ -301,10 +336,15 @@ def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> 
     ha = np.histogramdd(ai[mi], bins=HIST_BINS, range=[(0, 1)] * 3)[0].ravel()
     hb = np.histogramdd(bi[mi], bins=HIST_BINS, range=[(0, 1)] * 3)[0].ravel()
     hist.append(np.abs(ha / max(ha.sum(), 1) - hb / max(hb.sum(), 1)).sum())
+  scores = [("psnr_garment", psnr), ("ssim", ssim), ("ssim_garment", ssim_garment),
+            ("hist_l1_garment", np.asarray(hist)), ("detail_corr_garment", np.asarray(detail))]
+  if flat_twin is not None:
+    c = (np.clip(flat_twin, -1, 1) + 1) / 2
+    scores.append(("pattern_corr_garment", np.asarray(
+        [detail_correlation(ai[mi] - ci[mi], bi[mi] - ci[mi])
+         for ai, bi, ci, mi in zip(a, b, c, masks)])))
   out = {"per_example": {}}
-  for name, values in (("psnr_garment", psnr), ("ssim", ssim), ("ssim_garment", ssim_garment),
-                       ("hist_l1_garment", np.asarray(hist)),
-                       ("detail_corr_garment", np.asarray(detail))):
+  for name, values in scores:
     out[name] = float(np.mean(values))
     out[name + "_std"] = float(np.std(values))
     out["per_example"][name] = [float(v) for v in values]
@@ -448,19 +488,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "sample_steps": args.sample_steps, "seed": args.seed,
              "pattern_scale": args.pattern_scale,
              "eval_split": args.eval_split, "variants": {}}
-  outputs, batch, masks = {}, None, None
+  outputs, batch, masks, twin = {}, None, None, None
   for variant in variants:
     config = make_config(variant, args, train_glob)
     workdir = os.path.join(args.workdir, variant)
     train_seconds = train_variant(config, workdir)
     if batch is None:
       batch, masks = eval_batch(config, data, args.eval_split, args.num_test)
+      twin = flat_twin_targets(config, data, args.eval_split, batch, masks)
       results["eval_ids"] = batch_ids(batch)
-      copy_input = garment_metrics(batch["garment"], batch["person"], masks)
+      copy_input = garment_metrics(batch["garment"], batch["person"], masks, twin)
       results["eval_pose_shift"] = [None if np.isnan(v) else float(v) for v in pose_shift(batch)]
-      results["reference"] = {"copy_garment_input": copy_input,
-                              "copy_garment_input_vs_pose_shift": trend_with_pose_shift(
-                                  copy_input["per_example"], results["eval_pose_shift"])}
+      results["reference"] = {
+          "copy_garment_input": copy_input,
+          "copy_garment_input_vs_pose_shift": trend_with_pose_shift(
+              copy_input["per_example"], results["eval_pose_shift"]),
+          "flat_twin": garment_metrics(twin, batch["person"], masks, twin),
+          "mean_colour": garment_metrics(mean_colour_targets(batch["person"], masks),
+                                         batch["person"], masks, twin)}
     start = time.perf_counter()
     spec, _, state = loop.restore_latest_state(config, workdir)
     outputs[variant] = sample_variant(config, spec, state, batch, args.sample_steps, args.seed)
@@ -478,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "sample_seconds": sample_seconds,
         "final_loss": curve[-1][1] if curve else None,
         "loss_curve": curve,
-        **garment_metrics(outputs[variant], batch["person"], masks), **image_scores,
+        **garment_metrics(outputs[variant], batch["person"], masks, twin), **image_scores,
         "garment_reliance": garment_reliance(config, spec, state, batch, masks, args.seed)}
     print(json.dumps({"event": "variant", "variant": variant,
                       **{k: v for k, v in results["variants"][variant].items()

@@ -36,7 +36,7 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert "no_inception.npz" in saved["inception_skipped"]  # FID/KID skipped, saying why
   assert "fid" not in saved["variants"]["parallel"]
   metric_names = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment",
-                  "detail_corr_garment")
+                  "detail_corr_garment", "pattern_corr_garment")
   assert saved["pattern_scale"] == 1.0
   args = learning.parse_args(argv)
   schedule = schedules.make_schedule(learning.make_config("parallel", args, "unused").diffusion)
@@ -47,7 +47,7 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
     for metric in metric_names:
       assert np.isfinite(run[metric]) and run[metric + "_std"] >= 0, (name, metric)
     assert -1 <= run["ssim"] <= 1 and 0 <= run["hist_l1_garment"] <= 2
-    assert -1 <= run["detail_corr_garment"] <= 1
+    assert -1 <= run["detail_corr_garment"] <= 1 and -1 <= run["pattern_corr_garment"] <= 1
     assert set(run["garment_reliance"]) == {f"t={t}" for t in learning.RELIANCE_LEVELS}, name
     for t in learning.RELIANCE_LEVELS:  # the level's noise, under the study's own schedule
       np.testing.assert_allclose(run["garment_reliance"][f"t={t}"]["logsnr"],
@@ -59,6 +59,11 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   # The concat variant is the smaller network (no garment UNet).
   assert saved["variants"]["concat"]["params"] < saved["variants"]["parallel"]["params"]
   assert set(saved["reference"]["copy_garment_input"]) >= set(metric_names)
+  # The pattern-free references: the flat twin has no pattern to place, the mean colour no detail.
+  twin, mean_colour = saved["reference"]["flat_twin"], saved["reference"]["mean_colour"]
+  assert twin["per_example"]["pattern_corr_garment"] == [0.0] * 3
+  assert np.abs(mean_colour["per_example"]["detail_corr_garment"]).max() < 1e-4
+  assert mean_colour["psnr_garment"] > saved["reference"]["copy_garment_input"]["psnr_garment"]
   for name in metric_names:  # the paired difference is over the same held-out pairs
     per = [saved["variants"][v]["per_example"][name] for v in ("parallel", "concat")]
     assert len(per[0]) == len(per[1]) == 3
@@ -156,6 +161,30 @@ def test_detail_correlation_scores_placement_not_colour_or_contrast():
   targ = np.array([[0.0, 0, 0], [0.5, 0.5, 0]])
   # centred: pred (-.5,0,0), (.5,0,0); target (-.25,-.25,0), (.25,.25,0) -> .25 / sqrt(.5 * .25)
   assert abs(learning.detail_correlation(pred, targ) - 0.25 / np.sqrt(0.5 * 0.25)) < 1e-12
+
+
+def test_pattern_correlation_scores_the_pattern_over_the_flat_twin():
+  rng = np.random.default_rng(2)
+  yy, xx = np.mgrid[0:16, 0:16] / 16
+  shading = 0.3 * (xx + yy)[..., None] - 0.6  # smooth cloth shading, in [-1, 1] pixel units
+  twin = np.broadcast_to(shading + np.array([0.2, -0.1, 0.0]), (2, 16, 16, 3)).copy()
+  stripes = 0.3 * np.sign(np.sin(2 * np.pi * xx / 0.25))[..., None]  # a 4 px period
+  target = twin + stripes
+  masks = np.zeros((2, 16, 16), bool)
+  masks[:, 2:14, 2:14] = True
+
+  def score(pred):
+    return learning.garment_metrics(pred, target, masks, twin)["pattern_corr_garment"]
+
+  assert score(target) > 0.999
+  assert score(twin + 0.2 + 0.5 * stripes) > 0.999  # another colour, weaker stripes: in place
+  assert score(twin) == 0.0 and score(twin + 0.2) == 0.0  # no pattern, whatever the colour
+  assert score(twin + np.roll(stripes, 2, axis=1)) < -0.5  # the stripes out of place by half
+  noisy = twin + 0.3 * rng.standard_normal(twin.shape)  # detail, but not the pattern
+  assert abs(score(noisy)) < 0.3
+  # detail_corr counts the shading too: the flat twin scores high there, 0 here.
+  assert learning.garment_metrics(twin, target, masks)["detail_corr_garment"] > 0.2
+  assert "pattern_corr_garment" not in learning.garment_metrics(twin, target, masks)
 
 
 def test_a_workdir_made_with_another_pattern_scale_is_refused(tmp_path):

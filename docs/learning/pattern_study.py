@@ -8,7 +8,8 @@ same workdir and steps. Writes OUT_DIR/{parallel,concat}.json (their reports), O
 prints, as markdown: each variant's garment scores; parallel - concat over the same held-out pairs
 (mean and standard error, benchmarks.learning.paired_difference); and detail_corr_garment by the
 garment's pattern kind (re-rendered from the report's eval ids: kinds are not in the records).
-REFERENCE.json (docs/learning/pattern_reference.py) adds its rows at the report's pattern scale.
+REFERENCE.json (docs/learning/pattern_reference.py) adds its flat_twin and mean_colour rows at the
+report's pattern scale to reports that lack them (those made before the study scored them).
 """
 
 import json
@@ -22,13 +23,14 @@ from PIL import Image
 from benchmarks import learning
 from tryon_jax.data import synthetic_garment, synthetic_render
 
-METRICS = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment", "detail_corr_garment")
+BASE_METRICS = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment", "detail_corr_garment")
+PATTERN_METRIC = "pattern_corr_garment"  # in the reports made since the study rendered flat twins
 
 
 def pattern_kinds(report: dict) -> list[str]:
   """The garment pattern kind of each scored pair, re-rendered from its id."""
-  split, seed = ("test", report["seed"] + 10_000) if report["eval_split"] == "test" else (
-      "train", report["seed"])
+  split = report["eval_split"]
+  seed = report["seed"] + learning.SPLIT_SEED_OFFSET[split]
   kinds = []
   for rid in report["eval_ids"]:  # "<example_id>_00__<example_id>_01"
     ex = synthetic_render.render_example(int(rid.split("_")[0]), resolution=128, seed=seed,
@@ -37,8 +39,9 @@ def pattern_kinds(report: dict) -> list[str]:
   return kinds
 
 
-def row(name: str, scores: dict) -> str:
-  return f"| {name} | " + " | ".join(f"{scores[m]:.3f}" for m in METRICS) + " |"
+def row(name: str, scores: dict, metrics: tuple[str, ...]) -> str:
+  return f"| {name} | " + " | ".join(f"{scores[m]:.3f}" if m in scores else "–"
+                                     for m in metrics) + " |"
 
 
 def main(argv):
@@ -60,26 +63,31 @@ def main(argv):
       os.path.join(out, "grid.png"))
   learning.write_loss_plot(os.path.join(out, "loss.png"),
                            {v: run["loss_curve"] for v, run in zip(learning.VARIANTS, runs)})
-  print("| scores | " + " | ".join(METRICS) + " |")
-  print("|---|" + "---|" * len(METRICS))
+  metrics = BASE_METRICS + ((PATTERN_METRIC,) if all(PATTERN_METRIC in r for r in runs) else ())
+  print("| scores | " + " | ".join(metrics) + " |")
+  print("|---|" + "---|" * len(metrics))
   for variant, run in zip(learning.VARIANTS, runs):
-    print(row(f"{variant} ({run['train_steps']} steps)", run))
-  print(row("I_c copied", reports[0]["reference"]["copy_garment_input"]))
-  if len(argv) > 3:
+    print(row(f"{variant} ({run['train_steps']} steps)", run, metrics))
+  references = dict(reports[0]["reference"])
+  if len(argv) > 3:  # reports from before the study scored the flat twins itself
     with open(argv[3], encoding="utf-8") as f:
-      reference = json.load(f)["scales"][str(float(reports[0]["pattern_scale"]))]
+      scale = json.load(f)["scales"][str(float(reports[0]["pattern_scale"]))]
     for name in ("flat_twin", "mean_colour"):
-      print(row(name, reference[name]))
+      references.setdefault(name, scale[name])
+  for name in ("copy_garment_input", "flat_twin", "mean_colour"):
+    if name in references:
+      print(row(name, references[name], metrics))
   diff = learning.paired_difference(*runs)
   print("\n| parallel - concat | " + " | ".join(
-      f"{diff[m]['mean']:+.3f} ± {diff[m]['sem']:.3f}" for m in METRICS) + " |")
+      f"{diff[m]['mean']:+.3f} ± {diff[m]['sem']:.3f}" for m in metrics) + " |")
   kinds = np.asarray(pattern_kinds(reports[0]))
   periodic = np.isin(kinds, synthetic_garment.PERIODIC_KINDS)
-  print("\n| detail_corr_garment | periodic (n) | prints and gradients (n) |\n|---|---|---|")
-  for variant, run in zip(learning.VARIANTS, runs):
-    values = np.asarray(run["per_example"]["detail_corr_garment"])
-    print(f"| {variant} | {values[periodic].mean():.3f} ({periodic.sum()}) | "
-          f"{values[~periodic].mean():.3f} ({(~periodic).sum()}) |")
+  for metric in metrics[4:]:  # the detail and pattern correlations, by the garment's pattern kind
+    print(f"\n| {metric} | periodic (n) | prints and gradients (n) |\n|---|---|---|")
+    for variant, run in zip(learning.VARIANTS, runs):
+      values = np.asarray(run["per_example"][metric])
+      print(f"| {variant} | {values[periodic].mean():.3f} ({periodic.sum()}) | "
+            f"{values[~periodic].mean():.3f} ({(~periodic).sum()}) |")
 
 
 if __name__ == "__main__":
