@@ -163,7 +163,7 @@ def test_detail_correlation_scores_placement_not_colour_or_contrast():
   assert abs(learning.detail_correlation(pred, targ) - 0.25 / np.sqrt(0.5 * 0.25)) < 1e-12
 
 
-def test_pattern_correlation_scores_the_pattern_over_the_flat_twin():
+def test_pattern_correlation_scores_the_pattern_beyond_the_flat_twin():
   rng = np.random.default_rng(2)
   yy, xx = np.mgrid[0:16, 0:16] / 16
   shading = 0.3 * (xx + yy)[..., None] - 0.6  # smooth cloth shading, in [-1, 1] pixel units
@@ -173,12 +173,15 @@ def test_pattern_correlation_scores_the_pattern_over_the_flat_twin():
   masks = np.zeros((2, 16, 16), bool)
   masks[:, 2:14, 2:14] = True
 
-  def score(pred):
-    return learning.garment_metrics(pred, target, masks, twin)["pattern_corr_garment"]
+  def score(pred):  # the study's images are float32
+    return learning.garment_metrics(pred.astype(np.float32), target.astype(np.float32), masks,
+                                    twin.astype(np.float32))["pattern_corr_garment"]
 
   assert score(target) > 0.999
   assert score(twin + 0.2 + 0.5 * stripes) > 0.999  # another colour, weaker stripes: in place
-  assert score(twin) == 0.0 and score(twin + 0.2) == 0.0  # no pattern, whatever the colour
+  # No pattern, whatever the colour and contrast of the shading:
+  assert score(twin) == 0.0 and score(twin + 0.2) == 0.0 and score(0.5 * twin - 0.1) == 0.0
+  assert score(learning.mean_colour_targets(target, masks)) == 0.0
   assert score(twin + np.roll(stripes, 2, axis=1)) < -0.5  # the stripes out of place by half
   noisy = twin + 0.3 * rng.standard_normal(twin.shape)  # detail, but not the pattern
   assert abs(score(noisy)) < 0.3

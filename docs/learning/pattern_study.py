@@ -6,8 +6,9 @@ The DIRs are the --out of `benchmarks.learning --variants parallel` and `--varia
 same workdir and steps. Writes OUT_DIR/{parallel,concat}.json (their reports), OUT_DIR/grid.png
 (the parallel grid with the concat sample column added) and OUT_DIR/loss.png (both curves), and
 prints, as markdown: each variant's garment scores; parallel - concat over the same held-out pairs
-(mean and standard error, benchmarks.learning.paired_difference); and detail_corr_garment by the
-garment's pattern kind (re-rendered from the report's eval ids: kinds are not in the records).
+(mean and standard error, benchmarks.learning.paired_difference); and detail_corr_garment (and
+pattern_corr_garment, where the reports have it) by the garment's pattern kind (re-rendered from
+the report's eval ids: kinds are not in the records).
 REFERENCE.json (docs/learning/pattern_reference.py) adds its flat_twin and mean_colour rows at the
 report's pattern scale to reports that lack them (those made before the study scored them).
 """
