@@ -190,6 +190,24 @@ def test_pattern_correlation_scores_the_pattern_beyond_the_flat_twin():
   assert "pattern_corr_garment" not in learning.garment_metrics(twin, target, masks)
 
 
+def test_flat_twins_of_other_pairs_or_masks_are_refused(monkeypatch):
+  batch = {"id": np.array([b"p0", b"p1"]), "person": np.zeros((2, 4, 4, 3), np.float32)}
+  masks = np.zeros((2, 4, 4), bool)
+  masks[:, 1:3, 1:3] = True
+  twins = {"id": np.array([b"p0", b"p1"]), "person": np.ones((2, 4, 4, 3), np.float32)}
+  made = {}
+  monkeypatch.setattr(learning, "eval_batch",
+                      lambda config, data, split, num: (made["batch"], made["masks"]))
+  data = {"test_flat": ("/w/records_test_flat/*.tfrecord", "/w/raw_test_flat")}
+  made.update(batch=twins, masks=masks)
+  np.testing.assert_array_equal(learning.flat_twin_targets(None, data, "test", batch, masks),
+                                twins["person"])
+  for other in ({"batch": dict(twins, id=np.array([b"p0", b"p7"]))}, {"masks": ~masks}):
+    made.update({"batch": twins, "masks": masks, **other})
+    with pytest.raises(RuntimeError, match="records_test_flat.*not the scored pairs of test"):
+      learning.flat_twin_targets(None, data, "test", batch, masks)
+
+
 def test_a_workdir_made_with_another_pattern_scale_is_refused(tmp_path):
   learning._check_pattern_scale(str(tmp_path), "test", 4.0)  # nothing made yet: fine
   (tmp_path / "test_synthetic.json").write_text(json.dumps({"seed": 0}))  # made before the flag
