@@ -128,14 +128,14 @@ def make_config(variant: str, args: argparse.Namespace, train_glob: str):
 
 
 def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
-  """Synthetic train and held-out test sets, and the flat twins of their first --num_test pairs
-  -> {"train" | "test" | "train_flat" | "test_flat": (records glob, raw root)}."""
+  """Synthetic train and held-out test sets, and the flat twins of the --eval_split pairs that are
+  scored (its first --num_test) -> {"train" | "test" | f"{eval_split}_flat": (records glob, raw
+  root)}."""
   from data_pipelines import synthetic, viton_hd  # pylint: disable=g-import-not-at-top
   data = os.path.join(args.workdir, "data")
   out = {}
-  # The flat twins are rendered for the scored pairs only: the first --num_test of the split.
   for split, num, flat in (("train", args.num_train, False), ("test", args.num_test, False),
-                           ("train", args.num_test, True), ("test", args.num_test, True)):
+                           (args.eval_split, args.num_test, True)):
     name = split + ("_flat" if flat else "")
     raw = os.path.join(data, f"raw_{name}")
     records = os.path.join(data, f"records_{name}")

@@ -6,8 +6,8 @@ predictions score on them ("Is there a pattern to transfer at 32 px?" in docs/le
 For each pattern scale, renders the study's held-out pairs (benchmarks.learning.prepare_data's test
 split: seed 10,000, --num_test 32, rendered at 128 px) twice: as the study does, and as a "flat
 twin" where the same garment has no pattern and no prints (every pattern colour is the base colour;
-the cloth shading and every other pixel are the same draws). Both go through the converter and
-the study's eval batch. Per scale it reports, over the target's garment pixels:
+the cloth shading and every other pixel are the same draws), with the study's own prepare_data and
+flat_twin_targets. Per scale it reports, over the target's garment pixels:
 
   * periodic_period_px: for the stripe, check and dot garments, the pattern period in pixels of
     the 32 px record (the render's period over the record's crop, times the record size);
@@ -30,22 +30,21 @@ import sys
 import numpy as np
 
 from benchmarks import learning
-from data_pipelines import synthetic, viton_hd
+from data_pipelines import synthetic
 from tryon_jax.data import schema, synthetic_garment, synthetic_render, tfrecord
 
 
-def eval_set(workdir: str, scale: float, flat: bool, args: argparse.Namespace):
-  """The held-out eval batch and garment masks of one rendering of the test split."""
-  raw = os.path.join(workdir, "raw")
-  records = os.path.join(workdir, "records")
-  synthetic.generate(raw, args.num_test, resolution=args.synthetic_resolution,
-                     seed=args.seed + learning.SPLIT_SEED_OFFSET["test"], split="test",
-                     pattern_scale=scale, flat_garments=flat)
-  viton_hd.convert(raw, "test", records, resolution=args.synthetic_resolution, progress=False)
-  data = {"test": (os.path.join(records, "*.tfrecord"), raw)}
+def eval_set(workdir: str, scale: float):
+  """The study's held-out eval batch at one pattern scale, its garment masks, the targets' flat
+  twins and the records' crop sizes, made by benchmarks.learning.prepare_data (whose training
+  split, one pair here, is not used)."""
+  args = learning.parse_args(["--workdir", workdir, "--steps", "1", "--num_train", "1",
+                              "--pattern_scale", str(scale)])
+  data = learning.prepare_data(args)
   config = learning.make_config("parallel", args, data["test"][0])
   batch, masks = learning.eval_batch(config, data, "test", args.num_test)
-  return batch, masks, crop_sizes(data["test"][0])
+  twin = learning.flat_twin_targets(config, data, "test", batch, masks)
+  return batch, masks, twin, crop_sizes(data["test"][0])
 
 
 def crop_sizes(records_glob: str) -> dict[str, float]:
@@ -85,12 +84,9 @@ def main(argv):
   report = {"command": "python docs/learning/pattern_reference.py " + " ".join(argv),
             "num_test": args.num_test, "scales": {}}
   for scale in scales:
-    batch, masks, crops = eval_set(os.path.join(workdir, f"scale{scale}"), scale, False, args)
-    twin, twin_masks, _ = eval_set(os.path.join(workdir, f"scale{scale}_flat"), scale, True, args)
-    if learning.batch_ids(batch) != learning.batch_ids(twin) or not (masks == twin_masks).all():
-      raise RuntimeError("the flat twin's pairs or garment masks differ from the study's")
+    batch, masks, twin, crops = eval_set(os.path.join(workdir, f"scale{scale}"), scale)
     target = (np.clip(batch["person"], -1, 1) + 1) / 2
-    pattern = target - (np.clip(twin["person"], -1, 1) + 1) / 2
+    pattern = target - (np.clip(twin, -1, 1) + 1) / 2
     variance = [float(p[m].var(0).sum()) for p, m in zip(pattern, masks)]
     mean_colour = learning.mean_colour_targets(batch["person"], masks)
     at_render, periods = render_pattern_variance(args, scale, crops)
@@ -100,7 +96,7 @@ def main(argv):
               "pattern_variance_per_example": variance,
               "pattern_variance_render": float(np.mean(at_render)),
               "pattern_variance_render_per_example": at_render}
-    for name, pred in (("flat_twin", twin["person"]), ("mean_colour", mean_colour),
+    for name, pred in (("flat_twin", twin), ("mean_colour", mean_colour),
                        ("copy_garment_input", batch["garment"])):
       scores[name] = learning.garment_metrics(pred, batch["person"], masks)
     report["scales"][str(scale)] = scores

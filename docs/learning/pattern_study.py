@@ -83,7 +83,7 @@ def main(argv):
       f"{diff[m]['mean']:+.3f} ± {diff[m]['sem']:.3f}" for m in metrics) + " |")
   kinds = np.asarray(pattern_kinds(reports[0]))
   periodic = np.isin(kinds, synthetic_garment.PERIODIC_KINDS)
-  for metric in metrics[4:]:  # the detail and pattern correlations, by the garment's pattern kind
+  for metric in (m for m in metrics if m.endswith("_corr_garment")):  # by the pattern kind
     print(f"\n| {metric} | periodic (n) | prints and gradients (n) |\n|---|---|---|")
     for variant, run in zip(learning.VARIANTS, runs):
       values = np.asarray(run["per_example"][metric])
