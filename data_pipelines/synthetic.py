@@ -1,7 +1,7 @@
 """Writes the synthetic paired try-on set in VITON-HD layout (so it flows through the same converter).
 
   python -m data_pipelines.synthetic --out DIR --num N [--resolution 256] [--seed 0] [--split train]
-      [--pattern_scale 1] [--flat_garments]
+      [--pattern_scale 1] [--flat_garments] [--same_pose]
   python -m data_pipelines.viton_hd --root DIR --split train --out REC    # then convert as real data
 
 Each example <id> is one procedurally drawn person wearing one textured upper garment in two poses
@@ -105,13 +105,15 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def write_example(root: str, split: str, index: int, *, resolution: int, seed: int,
-                  pattern_scale: float = 1.0, flat_garments: bool = False) -> bool:
+                  pattern_scale: float = 1.0, flat_garments: bool = False,
+                  same_pose: bool = False) -> bool:
   """Renders and writes example `index`; returns False (and writes nothing) if it is complete."""
   paths = example_paths(root, split, index)
   if all(os.path.exists(p) for p in paths.values()):
     return False
   ex = synthetic_render.render_example(index, resolution=resolution, seed=seed, split=split,
-                                       pattern_scale=pattern_scale, flat_garment=flat_garments)
+                                       pattern_scale=pattern_scale, flat_garment=flat_garments,
+                                       same_pose=same_pose)
   blobs = {
       "image": _jpeg(ex.person),
       "image-parse-v3": _parse_png(ex.person_parse),
@@ -141,6 +143,7 @@ def read_settings(root: str, split: str) -> dict | None:
       raise ValueError(f"{path}: not valid JSON ({e})") from None
   old.setdefault("pattern_scale", 1.0)  # directories made before the settings existed
   old.setdefault("flat_garments", False)
+  old.setdefault("same_pose", False)
   return old
 
 
@@ -149,27 +152,32 @@ def _check_settings(root: str, split: str, settings: dict) -> None:
   path = settings_path(root, split)
   old = read_settings(root, split)
   if old is not None:
-    for key in ("resolution", "seed", "generator_version", "pattern_scale", "flat_garments"):
+    for key in ("resolution", "seed", "generator_version", "pattern_scale", "flat_garments",
+                "same_pose"):
       if old.get(key) != settings[key]:
         raise ValueError(f"{path}: existing {key}={old.get(key)!r} differs from requested "
                          f"{settings[key]!r}; use another --out or delete it")
   _write_atomic(path, json.dumps(settings, indent=1).encode())
 
 
-def _work(args: tuple[str, str, int, int, int, float, bool]) -> bool:
-  root, split, index, resolution, seed, pattern_scale, flat_garments = args
+def _work(args: tuple[str, str, int, int, int, float, bool, bool]) -> bool:
+  root, split, index, resolution, seed, pattern_scale, flat_garments, same_pose = args
   return write_example(root, split, index, resolution=resolution, seed=seed,
-                       pattern_scale=pattern_scale, flat_garments=flat_garments)
+                       pattern_scale=pattern_scale, flat_garments=flat_garments,
+                       same_pose=same_pose)
 
 
 def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
              split: str = "train", workers: int = 1, progress: bool = False,
-             pattern_scale: float = 1.0, flat_garments: bool = False) -> dict:
+             pattern_scale: float = 1.0, flat_garments: bool = False,
+             same_pose: bool = False) -> dict:
   """Writes `num` synthetic pairs into out_dir in VITON-HD layout (see the module docstring).
 
   pattern_scale coarsens the garments' patterns (synthetic_garment.sample_garment), e.g. so that
   they survive the downscale to a 32 px study. flat_garments writes the set's flat twin: the same
   examples with the garments' pattern and prints left out (synthetic_garment.sample_garment).
+  same_pose writes its no-warp control: the same person images, with each cloth image in the
+  person's own pose (synthetic_render.render_example).
 
   Returns {"root", "split", "num", "written", "skipped", "pairs_file", "width", "height",
   "seconds"}. Deterministic in (seed, split, index); existing complete examples are kept.
@@ -190,9 +198,10 @@ def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
                                    "generator_version": GENERATOR_VERSION,
                                    "pattern_scale": float(pattern_scale),
                                    "flat_garments": bool(flat_garments),
+                                   "same_pose": bool(same_pose),
                                    "width": width, "height": height})
-  jobs = [(out_dir, split, i, resolution, seed, float(pattern_scale), bool(flat_garments))
-          for i in range(num)]
+  jobs = [(out_dir, split, i, resolution, seed, float(pattern_scale), bool(flat_garments),
+           bool(same_pose)) for i in range(num)]
   bar = None
   if progress:
     from tqdm import tqdm  # only the CLI needs it
@@ -232,11 +241,14 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--flat_garments", action="store_true",
                       help="the set's flat twin: the same examples, garments without pattern or "
                            "prints")
+  parser.add_argument("--same_pose", action="store_true",
+                      help="the set's no-warp control: each cloth image in the person's own pose")
   args = parser.parse_args(argv)
   try:
     result = generate(args.out, args.num, resolution=args.resolution, seed=args.seed,
                       split=args.split, workers=args.workers, progress=True,
-                      pattern_scale=args.pattern_scale, flat_garments=args.flat_garments)
+                      pattern_scale=args.pattern_scale, flat_garments=args.flat_garments,
+                      same_pose=args.same_pose)
   except ValueError as e:
     parser.exit(2, f"error: {e}\n")
   print(f"wrote {result['written']} pairs, kept {result['skipped']} existing, to "

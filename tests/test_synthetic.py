@@ -252,6 +252,26 @@ def test_flat_twin_is_the_same_example_without_the_pattern():
                              np.broadcast_to(g.colours[0], x.shape + (3,)), atol=1e-6)
 
 
+def test_same_pose_control_keeps_the_person_and_shows_the_cloth_in_its_pose():
+  for index in range(4):
+    ex = sr.render_example(index, resolution=RES, seed=SEED)
+    control = sr.render_example(index, resolution=RES, seed=SEED, same_pose=True)
+    for name in ("person", "person_parse", "person_keypoints"):  # the same draws: same target
+      np.testing.assert_array_equal(getattr(control, name), getattr(ex, name), err_msg=name)
+    assert np.abs(ex.cloth_keypoints - ex.person_keypoints)[:, :2].max() > 1.0  # a warp ...
+    np.testing.assert_array_equal(control.cloth_keypoints, control.person_keypoints)  # ... none
+    np.testing.assert_array_equal(control.cloth_parse, control.person_parse)
+    garment = control.person_parse == ID["upper_clothes"]
+    np.testing.assert_array_equal(control.cloth_mask, np.where(garment, 255, 0))
+    inner = garment.copy()  # away from anti-aliased edges, where the backgrounds may differ
+    for shift in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+      inner &= np.roll(garment, shift, (0, 1))
+    assert inner.sum() > 50
+    assert (control.cloth != control.person).any(-1)[inner].mean() < 0.01, index
+    assert (ex.cloth != ex.person).any(-1)[inner].mean() > 0.2, index  # moved: other pixels
+    assert control.meta["same_pose"] and not ex.meta["same_pose"]
+
+
 def test_deterministic_per_seed_and_independent_per_example(tree, tmp_path):
   root, _ = tree
   again = str(tmp_path / "again")
@@ -285,11 +305,14 @@ def test_resume_rewrites_only_missing_examples_and_refuses_other_settings(tree, 
     synthetic.generate(out, 3, resolution=RES, seed=SEED, pattern_scale=2.0)
   with pytest.raises(ValueError, match="flat_garments=False differs from requested True"):
     synthetic.generate(out, 3, resolution=RES, seed=SEED, flat_garments=True)
+  with pytest.raises(ValueError, match="same_pose=False differs from requested True"):
+    synthetic.generate(out, 3, resolution=RES, seed=SEED, same_pose=True)
   settings = os.path.join(out, "train_synthetic.json")
   with open(settings) as f:
-    old = {k: v for k, v in json.load(f).items() if k not in ("pattern_scale", "flat_garments")}
+    old = {k: v for k, v in json.load(f).items()
+           if k not in ("pattern_scale", "flat_garments", "same_pose")}
   with open(settings, "w") as f:
-    json.dump(old, f)  # a directory made before the two settings resumes as scale 1, patterned
+    json.dump(old, f)  # a directory made before the settings resumes as scale 1, patterned, warped
   assert synthetic.generate(out, 3, resolution=RES, seed=SEED)["written"] == 0
   assert not [n for d, _, files in os.walk(out) for n in files if ".tmp" in n]
 

@@ -568,13 +568,17 @@ def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: str = "train",
-                   pattern_scale: float = 1.0, flat_garment: bool = False) -> Example:
+                   pattern_scale: float = 1.0, flat_garment: bool = False,
+                   same_pose: bool = False) -> Example:
   """Renders example `index` deterministically from (seed, split, index).
 
   pattern_scale: the garment's pattern period and print tile are this many times the default
   (synthetic_garment.sample_garment); everything else about the example is unchanged.
   flat_garment: the example's flat twin, the same garment without pattern or prints (the same
   draws; every other pixel, and the garment's outline and shading, are the same).
+  same_pose: the cloth image shows the garment in the person's own pose B (the same draws: the
+  person image is unchanged), so nothing has to be warped: a control for how much of a try-on
+  study's difficulty is the warp.
   """
   width, height = image_size(resolution)
   rng = example_rng(seed, split, index)
@@ -592,6 +596,8 @@ def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: s
         break
     poses.append(pose)
     skeletons.append(sk)
+  if same_pose:
+    poses[0], skeletons[0] = poses[1], skeletons[1]
   bg_a = _background(rng, width, height)
   bg_b = bg_a if rng.random() < _SAME_BACKGROUND_PROB else _background(rng, width, height)
   cloth, cloth_parse, cloth_kp = render(idt, poses[0], bg_a)
@@ -599,6 +605,7 @@ def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: s
   mask = np.where(cloth_parse == LABELS["upper_clothes"], 255, 0).astype(np.uint8)
   meta = {"pattern": idt.garment.kind, "long_sleeves": idt.garment.long_sleeves,
           "lower": idt.lower_kind, "crossing_pose": crossing_pose,
+          "same_pose": same_pose,
           # The pattern period in the person image's pixels (stripes, checks, dots; other kinds
           # have a period too, but it is not their visible scale).
           "pattern_period_px": idt.garment.period * skeletons[1].unit}
