@@ -91,6 +91,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="garment pattern period and print tile, times the generator's default: at 1 "
                       "the held-out stripe, check and dot periods are 0.56-1.72 px of the 32 px "
                       "records, below their 2 px Nyquist limit (docs/learning/pattern_reference)")
+  p.add_argument("--same_pose", action="store_true",
+                 help="the no-warp control: every I_c shows its garment in the target's own pose "
+                      "(synthetic.generate's same_pose; the same target images)")
   p.add_argument("--sample_steps", type=int, default=50, help="DDPM steps for the held-out samples")
   p.add_argument("--grid_rows", type=int, default=8)
   p.add_argument("--seed", type=int, default=0)
@@ -139,11 +142,12 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
     name = split + ("_flat" if flat else "")
     raw = os.path.join(data, f"raw_{name}")
     records = os.path.join(data, f"records_{name}")
-    _check_pattern_scale(raw, split, args.pattern_scale)
+    _check_made_with(raw, split, args)
     if not glob.glob(os.path.join(records, "*.tfrecord")):
       synthetic.generate(raw, num, resolution=args.synthetic_resolution,
                          seed=args.seed + SPLIT_SEED_OFFSET[split], split=split,
-                         pattern_scale=args.pattern_scale, flat_garments=flat)
+                         pattern_scale=args.pattern_scale, flat_garments=flat,
+                         same_pose=args.same_pose)
       summary = viton_hd.convert(raw, split, records, resolution=args.synthetic_resolution,
                                  progress=False)
       print(json.dumps({"event": "data", "split": name, "written": summary["written"],
@@ -152,14 +156,15 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
   return out
 
 
-def _check_pattern_scale(raw: str, split: str, pattern_scale: float) -> None:
-  """Refuses a workdir whose synthetic set was made with another --pattern_scale (checked here,
-  as synthetic.generate is not called once the records exist)."""
+def _check_made_with(raw: str, split: str, args: argparse.Namespace) -> None:
+  """Refuses a workdir whose synthetic set was made with another --pattern_scale or --same_pose
+  (checked here, as synthetic.generate is not called once the records exist)."""
   from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
   made = synthetic.read_settings(raw, split)
-  if made is not None and made["pattern_scale"] != pattern_scale:
-    raise SystemExit(f"--pattern_scale {pattern_scale}: {synthetic.settings_path(raw, split)} was "
-                     f"made with {made['pattern_scale']}; use another --workdir")
+  for key in ("pattern_scale", "same_pose"):
+    if made is not None and made[key] != getattr(args, key):
+      raise SystemExit(f"--{key} {getattr(args, key)}: {synthetic.settings_path(raw, split)} was "
+                       f"made with {made[key]}; use another --workdir")
 
 
 def garment_masks(records_glob: str, raw_root: str, split: str, ids: Sequence[str],
@@ -423,20 +428,25 @@ def trend_with_pose_shift(values: dict[str, Sequence[float]],
                           shift: Sequence[float]) -> dict[str, dict[str, float]]:
   """Metric by metric, does a per-pair value (a score, or a - b from per_pair_difference) change
   with the pose shift? {"spearman": rank correlation with the shift, "spearman_p": its two-sided
-  p-value, both None where the values do not vary; "small" / "large": the mean over the pairs
-  below / at or above the median shift}. Pairs with no shift (NaN or None) are left out.
+  p-value, both None where the values or the shifts do not vary; "small" / "large": the mean over
+  the pairs below / at or above the median shift, None where there are none (every shift the
+  same, as in the --same_pose control)}. Pairs with no shift (NaN or None) are left out.
   The paper's claim, cross-attention wins where the garment must be warped, predicts that
   parallel - concat improves (PSNR up, histogram distance down) from "small" to "large"."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
   shift = np.asarray(shift, np.float64)
   keep, large = split_at_median_shift(shift)
   out = {}
+  def mean(v):
+    return float(v.mean()) if len(v) else None
+
   for name, v in values.items():
     v = np.asarray(v, np.float64)[keep]
-    rank = stats.spearmanr(shift[keep], v) if np.ptp(v) > 0 else None  # else undefined
+    varies = np.ptp(v) > 0 and np.ptp(shift[keep]) > 0  # else the rank correlation is undefined
+    rank = stats.spearmanr(shift[keep], v) if varies else None
     out[name] = {"spearman": None if rank is None else float(rank.statistic),
                  "spearman_p": None if rank is None else float(rank.pvalue),
-                 "small": float(v[~large].mean()), "large": float(v[large].mean())}
+                 "small": mean(v[~large]), "large": mean(v[large])}
   return out
 
 
@@ -505,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
              "steps": args.steps, "num_train": args.num_train, "num_test": args.num_test,
              "sample_steps": args.sample_steps, "seed": args.seed,
-             "pattern_scale": args.pattern_scale,
+             "pattern_scale": args.pattern_scale, "same_pose": args.same_pose,
              "eval_split": args.eval_split, "variants": {}}
   outputs, batch, masks, twin = {}, None, None, None
   for variant in variants:

@@ -1,5 +1,6 @@
 """The learning study script runs end to end on a tiny setting and writes well-formed results."""
 
+import argparse
 import glob
 import json
 import os
@@ -208,12 +209,17 @@ def test_flat_twins_of_other_pairs_or_masks_are_refused(monkeypatch):
       learning.flat_twin_targets(None, data, "test", batch, masks)
 
 
-def test_a_workdir_made_with_another_pattern_scale_is_refused(tmp_path):
-  learning._check_pattern_scale(str(tmp_path), "test", 4.0)  # nothing made yet: fine
-  (tmp_path / "test_synthetic.json").write_text(json.dumps({"seed": 0}))  # made before the flag
-  learning._check_pattern_scale(str(tmp_path), "test", 1.0)
+def test_a_workdir_made_with_another_pattern_scale_or_pose_control_is_refused(tmp_path):
+  def args(pattern_scale, same_pose=False):
+    return argparse.Namespace(pattern_scale=pattern_scale, same_pose=same_pose)
+
+  learning._check_made_with(str(tmp_path), "test", args(4.0))  # nothing made yet: fine
+  (tmp_path / "test_synthetic.json").write_text(json.dumps({"seed": 0}))  # made before the flags
+  learning._check_made_with(str(tmp_path), "test", args(1.0))
   with pytest.raises(SystemExit, match="--pattern_scale 4.0: .*made with 1.0"):
-    learning._check_pattern_scale(str(tmp_path), "test", 4.0)
+    learning._check_made_with(str(tmp_path), "test", args(4.0))
+  with pytest.raises(SystemExit, match="--same_pose True: .*made with False"):
+    learning._check_made_with(str(tmp_path), "test", args(1.0, same_pose=True))
 
 
 def test_pose_shift_is_the_mean_upper_body_keypoint_distance_over_shared_keypoints():
@@ -248,6 +254,10 @@ def test_trend_with_pose_shift_splits_at_the_median_and_ranks():
                                           "same": [0.5] * 5}, [0.4, 0.1, None, 0.3, 0.2])
   assert other["noise"]["spearman"] == 0.0 and other["noise"]["spearman_p"] == 1.0
   assert other["same"] == {"spearman": None, "spearman_p": None, "small": 0.5, "large": 0.5}
+  # The --same_pose control: every shift 0, so there is no trend and no "small" half to report.
+  still = learning.trend_with_pose_shift({"grows": [4.0, 1.0, 3.0]}, [0.0, 0.0, 0.0])
+  assert still["grows"] == {"spearman": None, "spearman_p": None, "small": None,
+                            "large": pytest.approx(8 / 3)}
 
 
 def test_learning_config_keeps_demo_networks_and_paper_configs_keep_paper_diffusion():
