@@ -25,19 +25,27 @@ measures, on the garment region of the target (its upper-clothes label, cropped 
     is first fitted by an affine function of the twin's colour (least squares, per channel), and
     the residuals are correlated. Only the pattern counts: 1 for the pattern in place, 0 for any
     garment made of the twin's shading and a colour (the twin itself, the mean colour);
+  * pattern_rms_garment: the RMS of the output's residual above ([0, 1] pixel units): how much
+    contrast the twin's colour does not explain, in place or not: the pattern, and noise or a
+    misplaced outline too (the ``target`` reference row has the target's own). Pattern corr.
+    near 0 at an RMS near the target's: something drawn, not the pattern in place;
   * fid, kid, kid_std: FID and KID (x1000) of the whole try-ons against the targets
     (tryon_jax.eval, InceptionV3 pool3). Over only ``--num_test`` images FID is biased upward, so
     only variants scored on the same pairs compare; KID is unbiased. They need the converted
     Inception weights (``--inception_weights``, see tryon_jax.eval.convert_inception); without
     them ``inception_skipped`` says why.
-A reference row ``copy_garment_input`` scores I_c itself (the garment in its *other* pose) against
-the target: a model that did not warp would score about that. ``flat_twin`` (the right colour,
-shading and outline, no pattern) and ``mean_colour`` (the target's garment pixels replaced by
-their mean colour) are what a model that moved the garment but not its pattern could reach.
+Reference rows: ``target`` scores the target itself (pattern_rms_garment: the targets' own
+pattern contrast); ``copy_garment_input`` scores I_c itself (the garment in its *other* pose)
+against the target: a model that did not warp would score about that. ``flat_twin`` (the right
+colour, shading and outline, no pattern) and ``mean_colour`` (the target's garment pixels replaced
+by their mean colour) are what a model that moved the garment but not its pattern could reach.
 ``garment_reliance`` asks whether the model reads I_c at all: the garment-region error of its x0
 estimate with the pair's own garment vs another pair's, at noise levels RELIANCE_LEVELS (0 dB =
 I_c ignored). ``--eval_split=train`` scores the first training pairs instead: the gap to the
 held-out scores says how much a model has fitted its training set rather than learned the task.
+``--same_pose`` trains and scores the no-warp control: the same targets, each I_c showing the
+garment in the target's own pose, so copying I_c is the answer (how much of a score gap is the
+warp, how much the training budget).
 ``eval_pose_shift`` is how far each scored pair's garment has to move (upper-body keypoints, I_c's
 pose to the target's), and the ``*_vs_pose_shift`` entries say whether a score, or parallel -
 concat, changes with it: the paper puts cross-attention's advantage in the pairs that need warping.
@@ -322,8 +330,8 @@ def garment_reliance(config, spec, state, batch: dict, masks: np.ndarray, seed: 
 def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray,
                     flat_twin: np.ndarray | None = None) -> dict[str, float]:
   """Mean and std over examples of the garment-region metrics (see module docstring) of pred
-  against target [N, R, R, 3] in [-1, 1] over masks [N, R, R]; pattern_corr_garment only if the
-  targets' flat twins [N, R, R, 3] are given."""
+  against target [N, R, R, 3] in [-1, 1] over masks [N, R, R]; pattern_corr_garment and
+  pattern_rms_garment only if the targets' flat twins [N, R, R, 3] are given."""
   import dm_pix  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   a = (np.clip(pred, -1, 1) + 1) / 2
@@ -350,6 +358,8 @@ def garment_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray,
     c = (np.clip(flat_twin, -1, 1) + 1) / 2
     scores.append(("pattern_corr_garment", np.asarray(
         [pattern_correlation(ai[mi], bi[mi], ci[mi]) for ai, bi, ci, mi in zip(a, b, c, masks)])))
+    scores.append(("pattern_rms_garment", np.asarray(
+        [pattern_rms(ai[mi], ci[mi]) for ai, ci, mi in zip(a, c, masks)])))
   out = {"per_example": {}}
   for name, values in scores:
     out[name] = float(np.mean(values))
@@ -366,18 +376,25 @@ def detail_correlation(pred: np.ndarray, target: np.ndarray) -> float:
   return float((a * b).sum() / norm) if norm > 1e-12 else 0.0
 
 
+def pattern_residual(pixels: np.ndarray, flat_twin: np.ndarray) -> np.ndarray:
+  """What is left of pixels [P, 3] after a least-squares fit, per channel, by an affine function
+  of the flat twin's colour [P, 3] (float64): the pattern, and whatever else the twin's colour and
+  shading do not explain."""
+  pixels, flat_twin = np.asarray(pixels, np.float64), np.asarray(flat_twin, np.float64)
+  basis = np.concatenate([np.ones((len(flat_twin), 1)), flat_twin], axis=1)
+  return pixels - basis @ np.linalg.lstsq(basis, pixels, rcond=None)[0]
+
+
+def pattern_rms(pixels: np.ndarray, flat_twin: np.ndarray) -> float:
+  """RMS of pattern_residual: how much pattern contrast pixels [P, 3] carry, wherever it is."""
+  return float(np.sqrt((pattern_residual(pixels, flat_twin) ** 2).mean()))
+
+
 def pattern_correlation(pred: np.ndarray, target: np.ndarray, flat_twin: np.ndarray) -> float:
   """Partial correlation of pred and target pixels [P, 3] given the flat twin's [P, 3]: Pearson
-  (over pixels and channels) of what is left of each after a least-squares fit, per channel, by an
-  affine function of the twin's colour. 0 if either is explained by the twin (residual RMS below
-  PATTERN_RESIDUAL_FLOOR)."""
-  pred, target, flat_twin = (np.asarray(v, np.float64) for v in (pred, target, flat_twin))
-  basis = np.concatenate([np.ones((len(flat_twin), 1)), flat_twin], axis=1)
-
-  def residual(y):
-    return y - basis @ np.linalg.lstsq(basis, y, rcond=None)[0]
-
-  a, b = residual(pred), residual(target)
+  (over pixels and channels) of their pattern_residual. 0 if either is explained by the twin
+  (residual RMS below PATTERN_RESIDUAL_FLOOR)."""
+  a, b = pattern_residual(pred, flat_twin), pattern_residual(target, flat_twin)
   if min(np.sqrt((a * a).mean()), np.sqrt((b * b).mean())) < PATTERN_RESIDUAL_FLOOR:
     return 0.0
   return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
@@ -529,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       copy_input = garment_metrics(batch["garment"], batch["person"], masks, twin)
       results["eval_pose_shift"] = [None if np.isnan(v) else float(v) for v in pose_shift(batch)]
       results["reference"] = {
+          "target": garment_metrics(batch["person"], batch["person"], masks, twin),
           "copy_garment_input": copy_input,
           "copy_garment_input_vs_pose_shift": trend_with_pose_shift(
               copy_input["per_example"], results["eval_pose_shift"]),

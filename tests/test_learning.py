@@ -37,7 +37,7 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert "no_inception.npz" in saved["inception_skipped"]  # FID/KID skipped, saying why
   assert "fid" not in saved["variants"]["parallel"]
   metric_names = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment",
-                  "detail_corr_garment", "pattern_corr_garment")
+                  "detail_corr_garment", "pattern_corr_garment", "pattern_rms_garment")
   assert saved["pattern_scale"] == 1.0
   args = learning.parse_args(argv)
   schedule = schedules.make_schedule(learning.make_config("parallel", args, "unused").diffusion)
@@ -63,6 +63,11 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   # The pattern-free references: the flat twin has no pattern to place, the mean colour no detail.
   twin, mean_colour = saved["reference"]["flat_twin"], saved["reference"]["mean_colour"]
   assert twin["per_example"]["pattern_corr_garment"] == [0.0] * 3
+  assert max(twin["per_example"]["pattern_rms_garment"]) < 1e-6
+  target = saved["reference"]["target"]  # the targets' own pattern: in place, at full contrast
+  assert target["ssim_garment"] > 0.999 and target["pattern_rms_garment"] > 0.01
+  assert all(c > 0.999 or r < 1e-4 for c, r in zip(target["per_example"]["pattern_corr_garment"],
+                                                    target["per_example"]["pattern_rms_garment"]))
   assert np.abs(mean_colour["per_example"]["detail_corr_garment"]).max() < 1e-4
   assert mean_colour["psnr_garment"] > saved["reference"]["copy_garment_input"]["psnr_garment"]
   for name in metric_names:  # the paired difference is over the same held-out pairs
@@ -184,6 +189,15 @@ def test_pattern_correlation_scores_the_pattern_beyond_the_flat_twin():
   assert score(twin) == 0.0 and score(twin + 0.2) == 0.0 and score(0.5 * twin - 0.1) == 0.0
   assert score(learning.mean_colour_targets(target, masks)) == 0.0
   assert score(twin + np.roll(stripes, 2, axis=1)) < -0.5  # the stripes out of place by half
+  # pattern_rms: how much pattern is drawn, in place or not; none for the twin at any colour.
+  def rms(pred):
+    return learning.garment_metrics(pred.astype(np.float32), target.astype(np.float32), masks,
+                                    twin.astype(np.float32))["pattern_rms_garment"]
+
+  assert abs(rms(target) - 0.3 / 2) < 0.01  # stripes of +-0.3 in [-1, 1]: 0.15 in [0, 1] units
+  assert abs(rms(twin + np.roll(stripes, 2, axis=1)) - rms(target)) < 0.01
+  assert abs(rms(twin + 0.5 * stripes) - rms(target) / 2) < 0.01
+  assert rms(twin + 0.2) < 1e-6 and rms(learning.mean_colour_targets(target, masks)) < 1e-6
   noisy = twin + 0.3 * rng.standard_normal(twin.shape)  # detail, but not the pattern
   assert abs(score(noisy)) < 0.3
   # detail_corr counts the shading too: the flat twin scores high there, 0 here.
