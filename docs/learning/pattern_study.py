@@ -7,8 +7,8 @@ same workdir and steps. Writes OUT_DIR/{parallel,concat}.json (their reports), O
 (the parallel grid with the concat sample column added) and OUT_DIR/loss.png (both curves), and
 prints, as markdown: each variant's garment scores; parallel - concat over the same held-out pairs
 (mean and standard error, benchmarks.learning.paired_difference); and detail_corr_garment (and
-pattern_corr_garment, where the reports have it) by the garment's pattern kind (re-rendered from
-the report's eval ids: kinds are not in the records).
+pattern_corr_garment and pattern_rms_garment, where the reports have them) by the garment's
+pattern kind (re-rendered from the report's eval ids: kinds are not in the records).
 REFERENCE.json (docs/learning/pattern_reference.py) adds its flat_twin and mean_colour rows at the
 report's pattern scale to reports that lack them (those made before the study scored them).
 """
@@ -25,7 +25,8 @@ from benchmarks import learning
 from tryon_jax.data import synthetic_garment, synthetic_render
 
 BASE_METRICS = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment", "detail_corr_garment")
-PATTERN_METRIC = "pattern_corr_garment"  # in the reports made since the study rendered flat twins
+# In the reports made since the study rendered flat twins (pattern_rms since it scored that too):
+PATTERN_METRICS = ("pattern_corr_garment", "pattern_rms_garment")
 
 
 def pattern_kinds(report: dict) -> list[str]:
@@ -64,7 +65,7 @@ def main(argv):
       os.path.join(out, "grid.png"))
   learning.write_loss_plot(os.path.join(out, "loss.png"),
                            {v: run["loss_curve"] for v, run in zip(learning.VARIANTS, runs)})
-  metrics = BASE_METRICS + ((PATTERN_METRIC,) if all(PATTERN_METRIC in r for r in runs) else ())
+  metrics = BASE_METRICS + tuple(m for m in PATTERN_METRICS if all(m in r for r in runs))
   print("| scores | " + " | ".join(metrics) + " |")
   print("|---|" + "---|" * len(metrics))
   for variant, run in zip(learning.VARIANTS, runs):
@@ -75,7 +76,7 @@ def main(argv):
       scale = json.load(f)["scales"][str(float(reports[0]["pattern_scale"]))]
     for name in ("flat_twin", "mean_colour"):
       references.setdefault(name, scale[name])
-  for name in ("copy_garment_input", "flat_twin", "mean_colour"):
+  for name in ("target", "copy_garment_input", "flat_twin", "mean_colour"):
     if name in references:
       print(row(name, references[name], metrics))
   diff = learning.paired_difference(*runs)
@@ -83,11 +84,14 @@ def main(argv):
       f"{diff[m]['mean']:+.3f} ± {diff[m]['sem']:.3f}" for m in metrics) + " |")
   kinds = np.asarray(pattern_kinds(reports[0]))
   periodic = np.isin(kinds, synthetic_garment.PERIODIC_KINDS)
-  for metric in (m for m in metrics if m.endswith("_corr_garment")):  # by the pattern kind
+  for metric in (m for m in metrics if m.startswith(("detail_", "pattern_"))):  # by the kind
     print(f"\n| {metric} | periodic (n) | prints and gradients (n) |\n|---|---|---|")
-    for variant, run in zip(learning.VARIANTS, runs):
-      values = np.asarray(run["per_example"][metric])
-      print(f"| {variant} | {values[periodic].mean():.3f} ({periodic.sum()}) | "
+    rows = list(zip(learning.VARIANTS, runs)) + [
+        (name, references[name]) for name in ("target", "copy_garment_input")
+        if metric in references.get(name, {}).get("per_example", {})]
+    for name, scores in rows:
+      values = np.asarray(scores["per_example"][metric])
+      print(f"| {name} | {values[periodic].mean():.3f} ({periodic.sum()}) | "
             f"{values[~periodic].mean():.3f} ({(~periodic).sum()}) |")
 
 
