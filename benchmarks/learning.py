@@ -43,9 +43,10 @@ by their mean colour) are what a model that moved the garment but not its patter
 estimate with the pair's own garment vs another pair's, at noise levels RELIANCE_LEVELS (0 dB =
 I_c ignored). ``--eval_split=train`` scores the first training pairs instead: the gap to the
 held-out scores says how much a model has fitted its training set rather than learned the task.
-``--same_pose`` trains and scores the no-warp control: the same targets, each I_c showing the
-garment in the target's own pose, so copying I_c is the answer (how much of a score gap is the
-warp, how much the training budget).
+``--same_pose`` trains and scores the same-pose control: the same targets, each I_c showing the
+garment in the target's own pose. I_c is still cut around the garment (the converter's garment
+crop), so the garment must still be scaled and moved onto the person, but not re-posed: how much
+of a score gap is the pose change.
 ``eval_pose_shift`` is how far each scored pair's garment has to move (upper-body keypoints, I_c's
 pose to the target's), and the ``*_vs_pose_shift`` entries say whether a score, or parallel -
 concat, changes with it: the paper puts cross-attention's advantage in the pairs that need warping.
@@ -100,7 +101,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       "the held-out stripe, check and dot periods are 0.56-1.72 px of the 32 px "
                       "records, below their 2 px Nyquist limit (docs/learning/pattern_reference)")
   p.add_argument("--same_pose", action="store_true",
-                 help="the no-warp control: every I_c shows its garment in the target's own pose "
+                 help="the same-pose control: every I_c shows its garment in the target's own pose "
                       "(synthetic.generate's same_pose; the same target images)")
   p.add_argument("--sample_steps", type=int, default=50, help="DDPM steps for the held-out samples")
   p.add_argument("--grid_rows", type=int, default=8)
@@ -447,7 +448,7 @@ def trend_with_pose_shift(values: dict[str, Sequence[float]],
   with the pose shift? {"spearman": rank correlation with the shift, "spearman_p": its two-sided
   p-value, both None where the values or the shifts do not vary; "small" / "large": the mean over
   the pairs below / at or above the median shift, None where there are none (every shift the
-  same, as in the --same_pose control)}. Pairs with no shift (NaN or None) are left out.
+  same)}. Pairs with no shift (NaN or None) are left out.
   The paper's claim, cross-attention wins where the garment must be warped, predicts that
   parallel - concat improves (PSNR up, histogram distance down) from "small" to "large"."""
   from scipy import stats  # pylint: disable=g-import-not-at-top

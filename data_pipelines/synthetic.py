@@ -176,7 +176,7 @@ def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
   pattern_scale coarsens the garments' patterns (synthetic_garment.sample_garment), e.g. so that
   they survive the downscale to a 32 px study. flat_garments writes the set's flat twin: the same
   examples with the garments' pattern and prints left out (synthetic_garment.sample_garment).
-  same_pose writes its no-warp control: the same person images, with each cloth image in the
+  same_pose writes its same-pose control: the same person images, with each cloth image in the
   person's own pose (synthetic_render.render_example).
 
   Returns {"root", "split", "num", "written", "skipped", "pairs_file", "width", "height",
@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
                       help="the set's flat twin: the same examples, garments without pattern or "
                            "prints")
   parser.add_argument("--same_pose", action="store_true",
-                      help="the set's no-warp control: each cloth image in the person's own pose")
+                      help="the set's same-pose control: each cloth image in the person's own "
+                           "pose")
   args = parser.parse_args(argv)
   try:
     result = generate(args.out, args.num, resolution=args.resolution, seed=args.seed,

@@ -268,7 +268,7 @@ def test_trend_with_pose_shift_splits_at_the_median_and_ranks():
                                           "same": [0.5] * 5}, [0.4, 0.1, None, 0.3, 0.2])
   assert other["noise"]["spearman"] == 0.0 and other["noise"]["spearman_p"] == 1.0
   assert other["same"] == {"spearman": None, "spearman_p": None, "small": 0.5, "large": 0.5}
-  # The --same_pose control: every shift 0, so there is no trend and no "small" half to report.
+  # Every shift the same: there is no trend and no "small" half to report.
   still = learning.trend_with_pose_shift({"grows": [4.0, 1.0, 3.0]}, [0.0, 0.0, 0.0])
   assert still["grows"] == {"spearman": None, "spearman_p": None, "small": None,
                             "large": pytest.approx(8 / 3)}

@@ -577,8 +577,8 @@ def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: s
   flat_garment: the example's flat twin, the same garment without pattern or prints (the same
   draws; every other pixel, and the garment's outline and shading, are the same).
   same_pose: the cloth image shows the garment in the person's own pose B (the same draws: the
-  person image is unchanged), so nothing has to be warped: a control for how much of a try-on
-  study's difficulty is the warp.
+  person image is unchanged), so no pose changes between the two: a control for how much of a
+  try-on study's difficulty is the pose change.
   """
   width, height = image_size(resolution)
   rng = example_rng(seed, split, index)
