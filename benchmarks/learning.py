@@ -387,7 +387,8 @@ def pattern_residual(pixels: np.ndarray, flat_twin: np.ndarray) -> np.ndarray:
 
 
 def pattern_rms(pixels: np.ndarray, flat_twin: np.ndarray) -> float:
-  """RMS of pattern_residual: how much pattern contrast pixels [P, 3] carry, wherever it is."""
+  """RMS of pattern_residual: how much contrast pixels [P, 3] carry that the flat twin's colour
+  does not explain (the pattern, wherever it is, and any error)."""
   return float(np.sqrt((pattern_residual(pixels, flat_twin) ** 2).mean()))
 
 
@@ -454,10 +455,11 @@ def trend_with_pose_shift(values: dict[str, Sequence[float]],
   from scipy import stats  # pylint: disable=g-import-not-at-top
   shift = np.asarray(shift, np.float64)
   keep, large = split_at_median_shift(shift)
-  out = {}
+
   def mean(v):
     return float(v.mean()) if len(v) else None
 
+  out = {}
   for name, v in values.items():
     v = np.asarray(v, np.float64)[keep]
     varies = np.ptp(v) > 0 and np.ptp(shift[keep]) > 0  # else the rank correlation is undefined

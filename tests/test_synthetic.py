@@ -258,8 +258,8 @@ def test_same_pose_control_keeps_the_person_and_shows_the_cloth_in_its_pose():
     control = sr.render_example(index, resolution=RES, seed=SEED, same_pose=True)
     for name in ("person", "person_parse", "person_keypoints"):  # the same draws: same target
       np.testing.assert_array_equal(getattr(control, name), getattr(ex, name), err_msg=name)
-    assert np.abs(ex.cloth_keypoints - ex.person_keypoints)[:, :2].max() > 1.0  # a warp ...
-    np.testing.assert_array_equal(control.cloth_keypoints, control.person_keypoints)  # ... none
+    assert np.abs(ex.cloth_keypoints - ex.person_keypoints)[:, :2].max() > 1.0  # two poses ...
+    np.testing.assert_array_equal(control.cloth_keypoints, control.person_keypoints)  # ... one
     np.testing.assert_array_equal(control.cloth_parse, control.person_parse)
     garment = control.person_parse == ID["upper_clothes"]
     np.testing.assert_array_equal(control.cloth_mask, np.where(garment, 255, 0))
@@ -312,7 +312,7 @@ def test_resume_rewrites_only_missing_examples_and_refuses_other_settings(tree, 
     old = {k: v for k, v in json.load(f).items()
            if k not in ("pattern_scale", "flat_garments", "same_pose")}
   with open(settings, "w") as f:
-    json.dump(old, f)  # a directory made before the settings resumes as scale 1, patterned, warped
+    json.dump(old, f)  # made before the settings: resumes as scale 1, patterned, two poses
   assert synthetic.generate(out, 3, resolution=RES, seed=SEED)["written"] == 0
   assert not [n for d, _, files in os.walk(out) for n in files if ".tmp" in n]
 
