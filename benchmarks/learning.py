@@ -408,15 +408,18 @@ def per_pair_difference(a: dict, b: dict) -> dict[str, np.ndarray]:
           for name, va in a["per_example"].items()}
 
 
+def mean_and_sem(values: Sequence[float]) -> dict[str, float]:
+  """{"mean", "sem"} of per-pair values [N]; the standard error is NaN for a single pair."""
+  d = np.asarray(values, np.float64)
+  sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+  return {"mean": float(d.mean()), "sem": sem}
+
+
 def paired_difference(a: dict, b: dict) -> dict[str, dict[str, float]]:
   """Metric by metric, the mean of a - b over the same held-out pairs and its standard error
   (per-example values from ``garment_metrics``): the variants met the same inputs, so the paired
   difference is what the comparison rests on, not the two spreads."""
-  out = {}
-  for name, d in per_pair_difference(a, b).items():
-    sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    out[name] = {"mean": float(d.mean()), "sem": sem}
-  return out
+  return {name: mean_and_sem(d) for name, d in per_pair_difference(a, b).items()}
 
 
 def pose_shift(batch: dict) -> np.ndarray:

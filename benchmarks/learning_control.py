@@ -20,18 +20,10 @@ import argparse
 import json
 from collections.abc import Sequence
 
-import numpy as np
-
 from benchmarks import learning
 
 METRICS = ("psnr_garment", "ssim_garment", "hist_l1_garment", "detail_corr_garment",
            "pattern_corr_garment")
-
-
-def mean_sem(values: np.ndarray) -> dict[str, float]:
-  values = np.asarray(values, np.float64)
-  return {"mean": float(values.mean()),
-          "sem": float(values.std(ddof=1) / np.sqrt(len(values)))}
 
 
 def _cell(stat: dict[str, float]) -> str:
@@ -63,10 +55,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"| {name} | " + " | ".join(f"{run[m]:.3f}" for m in METRICS) + " |")
   change = {v: learning.per_pair_difference(runs[v, False], runs[v, True])
             for v in learning.VARIANTS}
-  out = {f"{v}_pose_change_minus_same_pose": {m: mean_sem(change[v][m]) for m in METRICS}
-         for v in learning.VARIANTS}
-  out["parallel_minus_concat"] = {m: mean_sem(change["parallel"][m] - change["concat"][m])
-                                  for m in METRICS}
+  out = {f"{v}_pose_change_minus_same_pose": {m: learning.mean_and_sem(change[v][m])
+                                              for m in METRICS} for v in learning.VARIANTS}
+  out["parallel_minus_concat"] = {
+      m: learning.mean_and_sem(change["parallel"][m] - change["concat"][m]) for m in METRICS}
   print("\n| over the same pairs | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS))
   for v in learning.VARIANTS:
     print(f"| {v}: pose change − same pose | "

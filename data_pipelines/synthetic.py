@@ -39,6 +39,9 @@ from tryon_jax.data import synthetic_render
 
 JPEG_QUALITY = 95  # VITON-HD's own JPEGs are high quality; 95 keeps texture edges crisp.
 GENERATOR_VERSION = 1  # bump when the renderer's output changes (resumed dirs must match).
+# The rendering options a directory records, at the values directories made before each option
+# existed were made with (a resumed directory must match them all).
+OPTION_DEFAULTS = {"pattern_scale": 1.0, "flat_garments": False, "same_pose": False}
 SUBDIRS = ("image", "image-parse-v3", "openpose_json", "cloth", "cloth-mask",
            "cloth-openpose_json")
 
@@ -141,9 +144,8 @@ def read_settings(root: str, split: str) -> dict | None:
       old = json.load(f)
     except json.JSONDecodeError as e:
       raise ValueError(f"{path}: not valid JSON ({e})") from None
-  old.setdefault("pattern_scale", 1.0)  # directories made before the settings existed
-  old.setdefault("flat_garments", False)
-  old.setdefault("same_pose", False)
+  for key, default in OPTION_DEFAULTS.items():  # directories made before the option existed
+    old.setdefault(key, default)
   return old
 
 
@@ -152,19 +154,16 @@ def _check_settings(root: str, split: str, settings: dict) -> None:
   path = settings_path(root, split)
   old = read_settings(root, split)
   if old is not None:
-    for key in ("resolution", "seed", "generator_version", "pattern_scale", "flat_garments",
-                "same_pose"):
+    for key in ("resolution", "seed", "generator_version", *OPTION_DEFAULTS):
       if old.get(key) != settings[key]:
         raise ValueError(f"{path}: existing {key}={old.get(key)!r} differs from requested "
                          f"{settings[key]!r}; use another --out or delete it")
   _write_atomic(path, json.dumps(settings, indent=1).encode())
 
 
-def _work(args: tuple[str, str, int, int, int, float, bool, bool]) -> bool:
-  root, split, index, resolution, seed, pattern_scale, flat_garments, same_pose = args
-  return write_example(root, split, index, resolution=resolution, seed=seed,
-                       pattern_scale=pattern_scale, flat_garments=flat_garments,
-                       same_pose=same_pose)
+def _work(args: tuple[str, str, int, int, int, dict]) -> bool:
+  root, split, index, resolution, seed, options = args
+  return write_example(root, split, index, resolution=resolution, seed=seed, **options)
 
 
 def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
@@ -194,14 +193,12 @@ def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
   start = time.perf_counter()
   for sub in SUBDIRS:
     os.makedirs(os.path.join(out_dir, split, sub), exist_ok=True)
+  options = {"pattern_scale": float(pattern_scale), "flat_garments": bool(flat_garments),
+             "same_pose": bool(same_pose)}
   _check_settings(out_dir, split, {"resolution": resolution, "seed": seed, "split": split,
-                                   "generator_version": GENERATOR_VERSION,
-                                   "pattern_scale": float(pattern_scale),
-                                   "flat_garments": bool(flat_garments),
-                                   "same_pose": bool(same_pose),
+                                   "generator_version": GENERATOR_VERSION, **options,
                                    "width": width, "height": height})
-  jobs = [(out_dir, split, i, resolution, seed, float(pattern_scale), bool(flat_garments),
-           bool(same_pose)) for i in range(num)]
+  jobs = [(out_dir, split, i, resolution, seed, options) for i in range(num)]
   bar = None
   if progress:
     from tqdm import tqdm  # only the CLI needs it
