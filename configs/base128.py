@@ -31,6 +31,9 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   # 2.5x / 3.1x / 1.5x faster on the 1024-token self / cross and 256-token self shapes, 0.9x on
   # 256-token cross (benchmarks/RESULTS.md, attention table).
   m.attention_impl = "auto"
+  # Paper silent (none described): "fourier" adds learned projections of each token's grid
+  # position to cross-attention queries and keys, so a person token can find a garment place.
+  m.cross_attention_position = "none"
   m.remat = False  # rematerialize each block in the backward pass (saves activation memory).
   # With remat: which values a block keeps (jax.checkpoint_policies name); layers.remat_policy.
   m.remat_policy = "nothing_saveable"

@@ -25,6 +25,7 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   m.lowres_factor = 2  # I_tr128 is the 256 image at half size.
   m.dtype = "float32"
   m.attention_impl = "auto"  # as base128: cuDNN flash attention on GPU in bf16, XLA elsewhere.
+  m.cross_attention_position = "none"  # as base128: the paper describes no position code.
   m.remat = False
   m.remat_policy = "nothing_saveable"  # as base128
   return m

@@ -203,6 +203,42 @@ def test_cross_attention_reaches_far_garment_pixels_concatenation_does_not():
   assert cat_ratio < 0.01, cat_ratio  # measured ~1e-3: only via normalization statistics
 
 
+def _cross_attention(position):
+  with nnx.use_eager_sharding(False):
+    attn = layers.CrossAttention(16, 16, 8, rngs=nnx.Rngs(0), dtype=jnp.float32, position=position,
+                                 grid_side=8)
+  attn.out.kernel[...] = jax.random.normal(jax.random.key(5), (16, 16))  # zero-initialized
+  return attn
+
+
+@pytest.mark.parametrize("position", layers.CROSS_ATTENTION_POSITIONS)
+def test_cross_attention_sees_garment_places_only_with_a_position_code(position):
+  # Without a position code, attention over garment tokens is a function of the set of tokens:
+  # moving the garment's features around its grid cannot change what a person token reads. With
+  # "fourier" the keys carry their place, so the same move changes the output.
+  attn = _cross_attention(position)
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
+  context = jax.random.normal(jax.random.key(1), (2, 8, 8, 16))
+  moved = jnp.flip(context, axis=(1, 2))  # the garment turned half a turn: same tokens, new places
+  change = float(jnp.max(jnp.abs(attn(x, context) - attn(x, moved))))
+  if position == "none":
+    assert change < 1e-5, change
+  else:
+    assert change > 1e-2, change
+
+
+def test_grid_fourier_features_tell_every_token_apart_and_refuse_another_grid():
+  f = np.asarray(layers.grid_fourier_features(8, 8))
+  assert f.shape == (64, layers.grid_fourier_size(8))
+  distance = np.linalg.norm(f[:, None] - f[None], axis=-1) + np.eye(64) * 1e9
+  assert distance.min() > 0.1, distance.min()  # no two tokens share a code
+  attn = _cross_attention("fourier")
+  with pytest.raises(ValueError, match="8-token grid got person 4x4"):
+    attn(jnp.zeros((1, 4, 4, 16)), jnp.zeros((1, 4, 4, 16)))
+  with pytest.raises(ValueError, match="model.cross_attention_position='learned'"):
+    layers.CrossAttention(16, 16, 8, rngs=nnx.Rngs(0), dtype=jnp.float32, position="learned")
+
+
 def test_film_is_full_per_channel_scale_and_shift():
   with nnx.use_eager_sharding(False):
     film = layers.FiLM(6, 5, rngs=nnx.Rngs(0), dtype=jnp.float32)

@@ -255,16 +255,54 @@ class SelfAttention(nnx.Module):
     return x + self.out(out).reshape(b, h, w, c)
 
 
+CROSS_ATTENTION_POSITIONS = ("none", "fourier")
+
+
+def grid_fourier_features(height: int, width: int) -> jax.Array:
+  """Fourier features of the token centres of a [height, width] grid.
+
+  Coordinates are normalised to (0, 1) and encoded by sin and cos of pi * 2^k * u for
+  k = 0 .. ceil(log2(max side)): the lowest frequency spans the grid once, the highest alternates
+  from one token to the next. Returns [height * width, 4 * num_freqs] float32 (y features, then x).
+  """
+  num_freqs = grid_fourier_size(max(height, width)) // 4
+  freqs = math.pi * 2.0 ** jnp.arange(num_freqs, dtype=jnp.float32)
+
+  def encode(n):
+    u = (jnp.arange(n, dtype=jnp.float32) + 0.5) / n
+    args = u[:, None] * freqs[None, :]
+    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)  # [n, 2F]
+
+  fy, fx = encode(height), encode(width)
+  grid = jnp.concatenate([jnp.broadcast_to(fy[:, None], (height, width, fy.shape[-1])),
+                          jnp.broadcast_to(fx[None, :], (height, width, fx.shape[-1]))], axis=-1)
+  return grid.reshape(height * width, -1)
+
+
+def grid_fourier_size(side: int) -> int:
+  """Width of grid_fourier_features for a grid whose longer side is ``side`` tokens."""
+  return 4 * (math.ceil(math.log2(max(side, 1))) + 1)
+
+
 class CrossAttention(nnx.Module):
   """Spatial multi-head cross-attention: Q from person tokens, K/V from garment tokens.
 
   This is the paper's implicit warp: every person location can read any garment location.
+  With ``position="fourier"`` (not in the paper; see configs/base128.py), learned projections of
+  each token's grid position are added to its query and key (not its value), so a person token
+  can ask for a garment place as well as for garment content. ``grid_side`` is the token grid's
+  side, needed then to size those projections. With "none" the layer is blind to where a garment
+  token sits: permuting the garment grid permutes nothing in its output.
   """
 
   def __init__(self, channels: int, context_channels: int, head_dim: int, *, rngs: nnx.Rngs,
-               dtype, attention_impl: str = "xla"):
+               dtype, attention_impl: str = "xla", position: str = "none",
+               grid_side: int | None = None):
     if channels % head_dim:
       raise ValueError(f"model.head_dim={head_dim} does not divide {channels} channels")
+    if position not in CROSS_ATTENTION_POSITIONS:
+      raise ValueError(f"model.cross_attention_position={position!r}: expected one of "
+                       f"{CROSS_ATTENTION_POSITIONS}")
     self.num_heads = channels // head_dim
     self.implementation = attention_implementation(attention_impl, dtype)
     self.norm = GroupNorm(channels, rngs=rngs)
@@ -273,14 +311,32 @@ class CrossAttention(nnx.Module):
     self.kv = linear(context_channels, 2 * channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
     self.out = linear(channels, channels, ("heads", "embed"), rngs=rngs, dtype=dtype,
                       zero_init=True)
+    if position == "fourier" and not grid_side:
+      raise ValueError("CrossAttention(position='fourier') needs grid_side")
+
+    def position_projection():
+      # Not zero-initialised: the query and key projections are each other's only gradient path.
+      return linear(grid_fourier_size(grid_side), channels, ("embed", "heads"), rngs=rngs,
+                    dtype=dtype, use_bias=False)
+
+    self.position_q = position_projection() if position == "fourier" else None
+    self.position_k = position_projection() if position == "fourier" else None
+    self.grid_side = grid_side
 
   def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
     """x: [B, H, W, C] person features; context: [B, H', W', C'] garment features -> [B, H, W, C]."""
     b, h, w, c = x.shape
     q = self.q(self.norm(x).reshape(b, h * w, c))
     ctx = self.context_norm(context)
+    ctx_h, ctx_w = ctx.shape[1:3]
     ctx = ctx.reshape(b, -1, ctx.shape[-1])
     k, v = jnp.split(self.kv(ctx), 2, axis=-1)
+    if self.position_q is not None:
+      if max(h, w) != self.grid_side or max(ctx_h, ctx_w) != self.grid_side:
+        raise ValueError(f"cross-attention built for a {self.grid_side}-token grid got person "
+                         f"{h}x{w} and garment {ctx_h}x{ctx_w} tokens")
+      q = q + self.position_q(grid_fourier_features(h, w).astype(q.dtype))[None]
+      k = k + self.position_k(grid_fourier_features(ctx_h, ctx_w).astype(k.dtype))[None]
     out = multi_head_attention(q, k, v, self.num_heads, implementation=self.implementation)
     return x + self.out(out).reshape(b, h, w, c)
 

@@ -35,14 +35,16 @@ class Block(nnx.Module):
   """FiLM-ResBlock, then (at attention levels) pose-augmented self-attention and cross-attention."""
 
   def __init__(self, in_ch: int, out_ch: int, cfg: ml_collections.ConfigDict, *, self_attention: bool,
-               cross_attention: bool, rngs: nnx.Rngs, dtype):
+               cross_attention: bool, grid_side: int, rngs: nnx.Rngs, dtype):
+    """grid_side: the block's feature map side in tokens (cfg.resolution / 2^level)."""
     self.res = layers.ResBlock(in_ch, out_ch, cfg.cond_dim, rngs=rngs, dtype=dtype)
     impl = cfg.get("attention_impl", "xla")
     self.self_attn = (layers.SelfAttention(out_ch, cfg.head_dim, cfg.pose_embed_dim, rngs=rngs,
                                            dtype=dtype, attention_impl=impl)
                       if self_attention else None)
     self.cross_attn = (layers.CrossAttention(out_ch, out_ch, cfg.head_dim, rngs=rngs, dtype=dtype,
-                                             attention_impl=impl)
+                                             attention_impl=impl, grid_side=grid_side,
+                                             position=cfg.get("cross_attention_position", "none"))
                        if cross_attention else None)
 
   def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None):
@@ -76,7 +78,8 @@ class _UNetTrunk(nnx.Module):
       level = []
       for b in range(blocks[l]):
         level.append(Block(prev if b == 0 else ch[l], ch[l], cfg, self_attention=self_attention[l],
-                           cross_attention=cross_attention[l], rngs=rngs, dtype=dtype))
+                           cross_attention=cross_attention[l], grid_side=cfg.resolution >> l,
+                           rngs=rngs, dtype=dtype))
       prev = ch[l] if blocks[l] else prev
       enc.append(nnx.List(level))
       if l < n - 1:
@@ -91,7 +94,8 @@ class _UNetTrunk(nnx.Module):
       level = []
       for b in range(blocks[l]):
         level.append(Block(prev + ch[l], ch[l], cfg, self_attention=self_attention[l],
-                           cross_attention=cross_attention[l], rngs=rngs, dtype=dtype))
+                           cross_attention=cross_attention[l], grid_side=cfg.resolution >> l,
+                           rngs=rngs, dtype=dtype))
         prev = ch[l]
       dec.append(nnx.List(level))
     self.decoder = nnx.List(dec)  # lowest level first
