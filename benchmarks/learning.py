@@ -52,7 +52,8 @@ pose to the target's), and the ``*_vs_pose_shift`` entries say whether a score, 
 concat, changes with it: the paper puts cross-attention's advantage in the pairs that need warping.
 
 Writes OUT/results.json (metrics per variant, wall time, steps, loss curves), OUT/grid.png (rows:
-the scored pairs; columns: I_a, I_c, target, parallel, concat) and OUT/loss.png.
+the scored pairs; columns: I_a, I_c, target, parallel, concat), OUT/loss.png and OUT/samples.npz
+(the scored inputs, targets, flat twins, garment masks and outputs).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ UPPER_BODY_KEYPOINTS = ("neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder"
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="data and the two training runs go here")
-  p.add_argument("--out", default="docs/learning", help="results.json, grid.png, loss.png")
+  p.add_argument("--out", default="docs/learning",
+                 help="results.json, grid.png, loss.png, samples.npz")
   p.add_argument("--steps", type=int, default=None,
                  help="train steps per variant (default: configs/learning.py's train.num_steps)")
   p.add_argument("--num_train", type=int, default=1024, help="synthetic training pairs")
@@ -588,6 +590,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         per_pair_difference(*both), results["eval_pose_shift"])
   with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=1)
+  # Everything the scores were computed from, so a reading of them can be checked without
+  # sampling again (images in [-1, 1], [N, R, R, 3]; garment_mask [N, R, R]).
+  np.savez_compressed(os.path.join(args.out, "samples.npz"), ids=np.asarray(results["eval_ids"]),
+                      agnostic=batch["agnostic"], garment=batch["garment"],
+                      target=batch["person"], flat_twin=twin, garment_mask=masks,
+                      **{f"output_{v}": outputs[v] for v in variants})
   write_grid(os.path.join(args.out, "grid.png"),
              [batch["agnostic"], batch["garment"], batch["person"]] + [outputs[v] for v in variants],
              args.grid_rows)

@@ -88,6 +88,16 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
       else:
         assert abs(t["spearman"]) <= 1 and 0 <= t["spearman_p"] <= 1, (name, t)
 
+  # The saved samples are the ones scored: scoring them again gives the reported numbers.
+  samples = np.load(out / "samples.npz")
+  assert list(samples["ids"]) == saved["eval_ids"]
+  for name, run in saved["variants"].items():
+    again = learning.garment_metrics(samples[f"output_{name}"], samples["target"],
+                                     samples["garment_mask"], samples["flat_twin"])
+    for metric in metric_names:
+      np.testing.assert_allclose(again["per_example"][metric], run["per_example"][metric],
+                                 rtol=1e-5, atol=1e-6, err_msg=f"{name} {metric}")
+
   grid = Image.open(out / "grid.png")
   # 5 columns (I_a, I_c, target, parallel, concat) x 3 rows of 32 px, upscaled 4x.
   assert grid.size == (5 * 32 * 4, 3 * 32 * 4)
