@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import learning
+from benchmarks import learning, learning_attention
 from tryon_jax.diffusion import schedules
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -107,6 +107,24 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   config = learning.make_config("parallel", args, train_glob="unused")
   seconds = learning.train_variant(config, str(tmp_path / "work" / "parallel"))
   assert abs(seconds - results["variants"]["parallel"]["train_seconds"]) <= 0.05  # JSON rounds
+
+  # The cross-attention probe reads the same run back: one entry per person cross-attention
+  # layer (attention at 16 px here: one encoder and one decoder block), scores in range.
+  probe_json = tmp_path / "attention.json"
+  looked = learning_attention.main(["--json", str(probe_json), "--"] + argv)
+  assert json.loads(probe_json.read_text()) == json.loads(json.dumps(looked))
+  assert looked["step"] == 2 and looked["num_pairs"] == 3
+  assert set(looked["layers"]) == {"person_unet/encoder/1/0/cross_attn",
+                                   "person_unet/decoder/0/0/cross_attn"}
+  for name, layer in looked["layers"].items():
+    assert layer["side"] == 16 and layer["queries"] > 0, name
+    for key in ("near_mass", "near_mass_uniform", "near_mass_best_head", "near_mass_same_place"):
+      assert 0 <= layer[key] <= 1, (name, key)
+    assert layer["near_mass"] <= layer["near_mass_best_head"] + 1e-6
+    assert 0 <= layer["centroid_error"] <= 16 * np.sqrt(2), name
+  assert all(np.isfinite(v) for v in looked["affine_fit_rms_tokens"].values())
+  with pytest.raises(ValueError, match="no garment token moves by --min_shift=2.0"):
+    learning_attention.main(["--min_shift", "2", "--"] + argv)  # nothing moves by 2 image sides
 
   # --eval_split=train scores training pairs with the same finished run; FID/KID with a stand-in
   # for Inception pool3.

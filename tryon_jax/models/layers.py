@@ -322,6 +322,9 @@ class CrossAttention(nnx.Module):
     self.position_q = position_projection() if position == "fourier" else None
     self.position_k = position_projection() if position == "fourier" else None
     self.grid_side = grid_side
+    # Set by benchmarks.learning_attention (never in training): each call then sows its attention
+    # weights [B, heads, H*W, H'*W'] as an nnx.Intermediate named "weights" (read by nnx.capture).
+    self.record_weights = False
 
   def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
     """x: [B, H, W, C] person features; context: [B, H', W', C'] garment features -> [B, H, W, C]."""
@@ -337,8 +340,20 @@ class CrossAttention(nnx.Module):
                          f"{h}x{w} and garment {ctx_h}x{ctx_w} tokens")
       q = q + self.position_q(grid_fourier_features(h, w).astype(q.dtype))[None]
       k = k + self.position_k(grid_fourier_features(ctx_h, ctx_w).astype(k.dtype))[None]
+    if self.record_weights:
+      self.sow(nnx.Intermediate, "weights", attention_weights(q, k, self.num_heads))
     out = multi_head_attention(q, k, v, self.num_heads, implementation=self.implementation)
     return x + self.out(out).reshape(b, h, w, c)
+
+
+def attention_weights(q: jax.Array, k: jax.Array, num_heads: int) -> jax.Array:
+  """The softmax weights of multi_head_attention (unmasked): q [B, T, C], k [B, S, C] ->
+  [B, heads, T, S] float32, each row summing to 1."""
+  b, t, c = q.shape
+  head_dim = c // num_heads
+  q = q.reshape(b, t, num_heads, head_dim).astype(jnp.float32)
+  k = k.reshape(b, k.shape[1], num_heads, head_dim).astype(jnp.float32)
+  return jax.nn.softmax(jnp.einsum("bthd,bshd->bhts", q, k) / math.sqrt(head_dim), axis=-1)
 
 
 def sinusoidal_embedding(x: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
