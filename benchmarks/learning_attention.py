@@ -20,12 +20,16 @@ Per layer, over the person tokens on the target's garment (mask pooled to the la
     (``garment_mass_uniform``: their share of the grid).
   * ``near_mass``: attention within --radius tokens of that place, averaged over heads;
     ``near_mass_best_head``: the same for the head that puts most there; ``near_mass_uniform``:
-    what attention spread evenly over the garment grid would put there (the no-warp reference).
+    what attention spread evenly over I_c's whole grid would put there;
+    ``near_mass_even_on_garment``: what the same garment mass spread evenly over I_c's garment
+    would put there (reading the garment, but not a place on it).
   * ``centroid_error``: tokens from the attention's weighted mean place to the expected one
     (head mean), and ``centroid_error_uniform`` for even attention (the grid's centre).
   * ``near_mass_same_place`` / ``centroid_error_same_place``: the same scores against the
     person token's own grid place in I_c, i.e. reading the garment without moving it. Where the
     expected place is far from it, attention that follows the garment scores higher on the first.
+  * ``near_minus_even_on_garment_by_pair``, ``near_minus_same_place_by_pair``: near_mass less
+    each reference, averaged over a pair's tokens, then mean and standard error over pairs.
 """
 
 from __future__ import annotations
@@ -102,13 +106,18 @@ def look_scores(weights: np.ndarray, expected: np.ndarray, queries: np.ndarray,
   dist = np.linalg.norm(keys[None] - target[:, None], axis=-1) * side  # [Q, S*S] in tokens
   near = dist <= radius
   near_mass = (w * near[None]).sum(-1)  # [heads, Q]
+  # The same query's garment mass spread evenly over I_c's garment tokens: what reading "the
+  # garment somewhere" would put near the place, as the place may simply be denser in garment.
+  on_garment_mass = (w * keys_on_garment).sum(-1)  # [heads, Q]
+  near_share = (near & keys_on_garment).sum(-1) / max(int(keys_on_garment.sum()), 1)  # [Q]
   centroid = w @ keys  # [heads, Q, 2]
   centroid_error = np.linalg.norm(centroid - target[None], axis=-1) * side
   own = keys[queries]  # the person tokens' own places
   return {"n": int(queries.sum()),
           "expected_shift": float((np.linalg.norm(target - own, axis=-1) * side).sum()),
           "peak_mass": float(w.max(-1).mean(0).sum()),
-          "garment_mass": float((w * keys_on_garment).sum(-1).mean(0).sum()),
+          "garment_mass": float(on_garment_mass.mean(0).sum()),
+          "near_mass_even_on_garment": float((on_garment_mass * near_share).mean(0).sum()),
           "garment_mass_uniform": float(keys_on_garment.mean() * queries.sum()),
           "near_mass": float(near_mass.mean(0).sum()),
           "near_mass_by_head": near_mass.sum(1),
@@ -116,6 +125,11 @@ def look_scores(weights: np.ndarray, expected: np.ndarray, queries: np.ndarray,
           "centroid_error": float(centroid_error.mean(0).sum()),
           "centroid_error_uniform": float(
               (np.linalg.norm(target - 0.5, axis=-1) * side).sum())}
+
+
+def by_pair(values: Sequence[float]) -> dict[str, float]:
+  """{"mean", "sem", "pairs"} of one value per pair."""
+  return {**learning.mean_and_sem(values), "pairs": len(values)}
 
 
 def record_cross_attention(model, x_t, t, cond) -> dict[str, np.ndarray]:
@@ -189,10 +203,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "side": side, "heads": int(w.shape[1]), "queries": n,
         **{k: mean(warp, k) for k in ("expected_shift", "peak_mass", "garment_mass",
                                       "garment_mass_uniform", "near_mass", "near_mass_uniform",
-                                      "centroid_error", "centroid_error_uniform")},
+                                      "near_mass_even_on_garment", "centroid_error",
+                                      "centroid_error_uniform")},
         "near_mass_best_head": float(by_head.max()),
         "near_mass_same_place": mean(same, "near_mass"),
-        "centroid_error_same_place": mean(same, "centroid_error")}
+        "centroid_error_same_place": mean(same, "centroid_error"),
+        # Pairs as the unit of uncertainty (each pair's own tokens averaged first).
+        "near_minus_even_on_garment_by_pair": by_pair(
+            [(s["near_mass"] - s["near_mass_even_on_garment"]) / s["n"] for s in warp if s["n"]]),
+        "near_minus_same_place_by_pair": by_pair(
+            [(s["near_mass"] - t["near_mass"]) / s["n"] for s, t in zip(warp, same) if s["n"]])}
   result["affine_fit_rms_tokens"] = {
       str(side): float(np.mean([rms for _, rms in fits]) * side)
       for side in sorted({v["side"] for v in result["layers"].values()})}

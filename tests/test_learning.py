@@ -122,6 +122,9 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
       assert 0 <= layer[key] <= 1, (name, key)
     assert layer["near_mass"] <= layer["near_mass_best_head"] + 1e-6
     assert 0 <= layer["centroid_error"] <= 16 * np.sqrt(2), name
+    for key in ("near_minus_even_on_garment_by_pair", "near_minus_same_place_by_pair"):
+      assert layer[key]["pairs"] == 3 and abs(layer[key]["mean"]) <= 1, (name, key)
+      assert layer[key]["sem"] >= 0, (name, key)
   assert all(np.isfinite(v) for v in looked["affine_fit_rms_tokens"].values())
   with pytest.raises(ValueError, match="no garment token moves by --min_shift=2.0"):
     learning_attention.main(["--min_shift", "2", "--"] + argv)  # nothing moves by 2 image sides

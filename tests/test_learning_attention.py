@@ -48,6 +48,12 @@ def test_look_scores_credit_attention_at_the_expected_place_and_not_even_attenti
   assert spread["garment_mass"] == pytest.approx(spread["garment_mass_uniform"]) == n / 2
   mirrored = (side * side - 1 - np.arange(side * side))[queries]  # where each scored query looks
   assert hit["garment_mass"] == pytest.approx(np.sum(mirrored % 2 == 0))
+  # Even attention over the garment: as near the place as its garment tokens' share says.
+  on_garment_even = np.where(on_garment, 2.0 / (side * side), 0.0)[None, None].repeat(side**2, 1)
+  even_garment = probe.look_scores(on_garment_even.repeat(2, 0), expected, queries, radius,
+                                   on_garment)
+  assert even_garment["near_mass"] == pytest.approx(even_garment["near_mass_even_on_garment"])
+  assert hit["near_mass"] > 3 * hit["near_mass_even_on_garment"]
   own = centres[queries]
   assert hit["expected_shift"] == pytest.approx(
       np.linalg.norm(expected[queries] - own, axis=-1).sum() * side)

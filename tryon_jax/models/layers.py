@@ -292,7 +292,7 @@ class CrossAttention(nnx.Module):
   each token's grid position are added to its query and key (not its value), so a person token
   can ask for a garment place as well as for garment content. ``grid_side`` is the token grid's
   side, needed then to size those projections. With "none" the layer is blind to where a garment
-  token sits: permuting the garment grid permutes nothing in its output.
+  token sits: permuting the garment grid changes nothing in its output.
   """
 
   def __init__(self, channels: int, context_channels: int, head_dim: int, *, rngs: nnx.Rngs,
