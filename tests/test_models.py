@@ -239,6 +239,23 @@ def test_grid_fourier_features_tell_every_token_apart_and_refuse_another_grid():
     layers.CrossAttention(16, 16, 8, rngs=nnx.Rngs(0), dtype=jnp.float32, position="learned")
 
 
+def test_parallel_unet_sizes_each_position_code_to_its_level():
+  # Two attention levels (16 and 8 tokens at resolution 32): each cross-attention's position
+  # projections take the Fourier features of its own grid, and the model runs.
+  cfg = tiny_parallel(resolution=32, attention=(False, True, True), channels=(16, 32, 32),
+                      person_blocks=(1, 1, 1), garment_blocks=(1, 1, 1), garment_decoder_levels=2,
+                      cross_attention_position="fourier")
+  model = build(cfg)
+  widths = {}
+  for path, module in nnx.iter_modules(model):
+    if isinstance(module, layers.CrossAttention):
+      widths[module.grid_side] = module.position_q.kernel[...].shape[0]
+  assert widths == {16: layers.grid_fourier_size(16), 8: layers.grid_fourier_size(8)}
+  cond = make_cond(cfg, 32)
+  out = apply(randomized(model), jnp.ones((B, 32, 32, 3)), jnp.full((B,), 0.5), cond)
+  assert out.shape == (B, 32, 32, 3) and bool(jnp.all(jnp.isfinite(out)))
+
+
 def test_film_is_full_per_channel_scale_and_shift():
   with nnx.use_eager_sharding(False):
     film = layers.FiLM(6, 5, rngs=nnx.Rngs(0), dtype=jnp.float32)
