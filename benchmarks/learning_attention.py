@@ -156,9 +156,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
   from tryon_jax.diffusion import conditioning, schedules  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
-  data = learning.prepare_data(args)
-  config = learning.make_config("parallel", args, data["train"][0])
+  # The run first: a workdir without one fails here, not after prepare_data has made a data set.
+  # (The probe trains nothing, so the config needs no training records.)
+  config = learning.make_config("parallel", args, train_glob="")
   spec, step, state = loop.restore_latest_state(config, f"{args.workdir}/parallel")
+  data = learning.prepare_data(args)
   batch, masks = learning.eval_batch(config, data, args.eval_split, args.num_test)
   inputs = {k: v for k, v in batch.items() if k not in ("id", "valid", "person")}
   key_cond, key_noise = jax.random.split(jax.random.key(probe.seed))
