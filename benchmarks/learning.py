@@ -39,6 +39,9 @@ pattern contrast); ``copy_garment_input`` scores I_c itself (the garment in its 
 against the target: a model that did not warp would score about that. ``flat_twin`` (the right
 colour, shading and outline, no pattern) and ``mean_colour`` (the target's garment pixels replaced
 by their mean colour) are what a model that moved the garment but not its pattern could reach.
+``flat_twin_soft`` is the flat twin blurred by SOFT_TWIN_SIGMA: a pattern-free output as soft as a
+32 px sample. It is pattern_corr_garment's zero for such outputs, which is below 0 (about -0.06 on
+the study's held-out pairs: docs/learning/pattern_zero.py).
 ``garment_reliance`` asks whether the model reads I_c at all: the garment-region error of its x0
 estimate with the pair's own garment vs another pair's, at noise levels RELIANCE_LEVELS (0 dB =
 I_c ignored). ``--eval_split=train`` scores the first training pairs instead: the gap to the
@@ -75,6 +78,7 @@ HIST_BINS = 8  # per colour channel
 SSIM_WINDOW = 7  # dm-pix default (11) is a third of a 32-px image
 SPLIT_SEED_OFFSET = {"train": 0, "test": 10_000}  # held-out pairs: other people, garments, poses
 PATTERN_RESIDUAL_FLOOR = 1e-5  # [0, 1] pixel units: float32 rounding, far below 8-bit steps
+SOFT_TWIN_SIGMA = 1.0  # px of the record: a Gaussian blur about as soft as the 32 px samples
 RELIANCE_LEVELS = (0.5, 0.8)  # noise levels where x_t hides most of the garment: I_c must tell it
 # The keypoints an upper garment follows: how far they move from I_c's pose to the target's is how
 # much warping a pair asks for (pose_shift).
@@ -257,6 +261,14 @@ def mean_colour_targets(target: np.ndarray, masks: np.ndarray) -> np.ndarray:
   for img, m in zip(out, masks):
     img[m] = img[m].mean(0)
   return out
+
+
+def soft_flat_twin(twin: np.ndarray, sigma: float = SOFT_TWIN_SIGMA) -> np.ndarray:
+  """twin [N, R, R, 3] blurred over each image's rows and columns by a Gaussian of sigma pixels
+  (image edges reflected), so that its garment's edge mixes with the surroundings as a soft
+  output's does."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  return ndimage.gaussian_filter(np.asarray(twin), (0, sigma, sigma, 0)).astype(twin.dtype)
 
 
 def batch_ids(batch: dict) -> list[str]:
@@ -559,6 +571,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
           "copy_garment_input_vs_pose_shift": trend_with_pose_shift(
               copy_input["per_example"], results["eval_pose_shift"]),
           "flat_twin": garment_metrics(twin, batch["person"], masks, twin),
+          "flat_twin_soft": garment_metrics(soft_flat_twin(twin), batch["person"], masks, twin),
           "mean_colour": garment_metrics(mean_colour_targets(batch["person"], masks),
                                          batch["person"], masks, twin)}
     start = time.perf_counter()

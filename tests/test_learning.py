@@ -69,6 +69,8 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert all(c > 0.999 or r < 1e-4 for c, r in zip(target["per_example"]["pattern_corr_garment"],
                                                     target["per_example"]["pattern_rms_garment"]))
   assert np.abs(mean_colour["per_example"]["detail_corr_garment"]).max() < 1e-4
+  # The soft twin: the flat twin as blurred as a 32 px sample, scored like the outputs.
+  assert set(saved["reference"]["flat_twin_soft"]) >= set(metric_names)
   assert mean_colour["psnr_garment"] > saved["reference"]["copy_garment_input"]["psnr_garment"]
   for name in metric_names:  # the paired difference is over the same held-out pairs
     per = [saved["variants"][v]["per_example"][name] for v in ("parallel", "concat")]
@@ -97,6 +99,12 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
     for metric in metric_names:
       np.testing.assert_allclose(again["per_example"][metric], run["per_example"][metric],
                                  rtol=1e-5, atol=1e-6, err_msg=f"{name} {metric}")
+  soft = learning.garment_metrics(learning.soft_flat_twin(samples["flat_twin"]), samples["target"],
+                                  samples["garment_mask"], samples["flat_twin"])
+  for metric in metric_names:
+    np.testing.assert_allclose(soft["per_example"][metric],
+                               saved["reference"]["flat_twin_soft"]["per_example"][metric],
+                               rtol=1e-5, atol=1e-6, err_msg=f"flat_twin_soft {metric}")
 
   grid = Image.open(out / "grid.png")
   # 5 columns (I_a, I_c, target, parallel, concat) x 3 rows of 32 px, upscaled 4x.
@@ -234,6 +242,18 @@ def test_pattern_correlation_scores_the_pattern_beyond_the_flat_twin():
   # detail_corr counts the shading too: the flat twin scores high there, 0 here.
   assert learning.garment_metrics(twin, target, masks)["detail_corr_garment"] > 0.2
   assert "pattern_corr_garment" not in learning.garment_metrics(twin, target, masks)
+
+
+def test_soft_flat_twin_blurs_each_image_and_channel_on_its_own():
+  twin = np.zeros((2, 8, 8, 3), np.float32)
+  twin[0, :, :, 0] = 0.5  # image 0: flat red, nothing in its other channels
+  twin[1, ::2, ::2, 2] = 1.0  # image 1: a fine blue dot grid
+  soft = learning.soft_flat_twin(twin)
+  assert soft.shape == twin.shape and soft.dtype == np.float32
+  np.testing.assert_allclose(soft[0], twin[0], atol=1e-6)  # a flat image stays as it is
+  assert np.ptp(soft[1, ..., 2]) < 0.5 * np.ptp(twin[1, ..., 2])  # the dots are softened
+  np.testing.assert_allclose(soft[1, ..., 2].mean(), twin[1, ..., 2].mean(), rtol=0.05)
+  assert np.abs(soft[1, ..., :2]).max() == 0.0  # nothing leaks across channels or images
 
 
 def test_flat_twins_of_other_pairs_or_masks_are_refused(monkeypatch):

@@ -1,0 +1,116 @@
+"""What a pattern-free but soft output scores on pattern_corr_garment, and where the study's runs
+stand against it ("Why is the Parallel-UNet's pattern score below zero?" in
+docs/learning/README.md).
+
+    PYTHONPATH=. python docs/learning/pattern_zero.py fresh OUT.json WORKDIR [--num 256] [--seed 7]
+    PYTHONPATH=. python docs/learning/pattern_zero.py runs OUT.json SAMPLES.npz REPORT.json [...]
+
+``fresh`` renders --num new held-out pairs and their flat twins (benchmarks.learning.prepare_data
+and flat_twin_targets with --seed, --pattern_scale; 8 training pairs, which nothing uses) and
+scores, against each target, pattern-free predictions:
+
+  * soft_twin_sigma_S: the flat twin blurred by a Gaussian of S px (benchmarks.learning's
+    soft_flat_twin), so its garment's edge mixes with the surroundings;
+  * soft_inside_sigma_S: the same blur within the garment mask only (normalised convolution), so
+    only the inside is softened;
+  * twin_plus_noise: the flat twin plus white noise (sd 0.1 in [-1, 1] units): unplaced detail.
+
+``runs`` takes a report's samples.npz (for the scored pairs' targets, twins and masks) and study
+reports (benchmarks.learning results.json) that scored the same pairs, and gives per variant the
+mean pattern corr. and the per-pair difference from the soft twin (mean, standard error).
+"""
+
+import argparse
+import json
+import sys
+
+import numpy as np
+from scipy import ndimage
+
+from benchmarks import learning
+
+SIGMAS = (0.5, 1.0, 1.5)  # px of the 32 px record, around the study's SOFT_TWIN_SIGMA
+NOISE_SD = 0.1  # [-1, 1] units: unplaced detail of about a sample's pattern contrast
+
+
+def pattern_scores(pred: np.ndarray, target: np.ndarray, twin: np.ndarray,
+                   masks: np.ndarray) -> np.ndarray:
+  """Per-pair pattern_corr_garment of pred [N, R, R, 3] against target, given the flat twin."""
+  return np.asarray([learning.pattern_correlation(p[m], t[m], f[m])
+                     for p, t, f, m in zip(pred, target, twin, masks)])
+
+
+def soft_inside(twin: np.ndarray, masks: np.ndarray, sigma: float) -> np.ndarray:
+  """twin [N, R, R, 3] blurred by sigma px within each garment mask [N, R, R] only."""
+  out = np.array(twin, copy=True)
+  for img, m in zip(out, masks):
+    weight = ndimage.gaussian_filter(m.astype(np.float64), sigma)
+    blurred = ndimage.gaussian_filter(img * m[..., None], (sigma, sigma, 0))
+    img[m] = (blurred / np.maximum(weight, 1e-6)[..., None])[m]
+  return out
+
+
+def fresh(args: argparse.Namespace) -> dict:
+  study = learning.parse_args(["--workdir", args.workdir, "--num_train", "8",
+                               "--pattern_scale", str(args.pattern_scale),
+                               "--num_test", str(args.num), "--seed", str(args.seed),
+                               "--steps", "1"])
+  data = learning.prepare_data(study)
+  config = learning.make_config("parallel", study, data["train"][0])
+  batch, masks = learning.eval_batch(config, data, "test", args.num)
+  twin = learning.flat_twin_targets(config, data, "test", batch, masks)
+  target = batch["person"]
+  preds = {}
+  for sigma in SIGMAS:
+    preds[f"soft_twin_sigma_{sigma}"] = learning.soft_flat_twin(twin, sigma)
+    preds[f"soft_inside_sigma_{sigma}"] = soft_inside(twin, masks, sigma)
+  rng = np.random.default_rng(args.seed)
+  preds["twin_plus_noise"] = twin + rng.normal(0.0, NOISE_SD, twin.shape).astype(twin.dtype)
+  return {name: learning.mean_and_sem(pattern_scores(p, target, twin, masks))
+          for name, p in preds.items()}
+
+
+def runs(args: argparse.Namespace) -> dict:
+  samples = np.load(args.samples)
+  target, twin = samples["target"], samples["flat_twin"]
+  masks = samples["garment_mask"].astype(bool)
+  soft = pattern_scores(learning.soft_flat_twin(twin), target, twin, masks)
+  out = {"soft_twin": learning.mean_and_sem(soft), "reports": {}}
+  for path in args.reports:
+    with open(path, encoding="utf-8") as f:
+      report = json.load(f)
+    if report["eval_ids"] != [str(i) for i in samples["ids"]]:
+      raise SystemExit(f"{path}: scored other pairs than {args.samples}")
+    for variant, run in report["variants"].items():
+      score = np.asarray(run["per_example"]["pattern_corr_garment"])
+      out["reports"][f"{path}:{variant}"] = {
+          "steps": report["steps"], "same_pose": report["same_pose"],
+          "pattern_corr_garment": float(score.mean()),
+          "minus_soft_twin": learning.mean_and_sem(score - soft)}
+  return out
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  sub = p.add_subparsers(dest="mode", required=True)
+  f = sub.add_parser("fresh")
+  f.add_argument("out")
+  f.add_argument("workdir")
+  f.add_argument("--num", type=int, default=256)
+  f.add_argument("--seed", type=int, default=7, help="not the study's 0: other held-out pairs")
+  f.add_argument("--pattern_scale", type=float, default=4.0)
+  r = sub.add_parser("runs")
+  r.add_argument("out")
+  r.add_argument("samples")
+  r.add_argument("reports", nargs="+")
+  args = p.parse_args(argv)
+  result = fresh(args) if args.mode == "fresh" else runs(args)
+  result["command"] = "python docs/learning/pattern_zero.py " + " ".join(
+      sys.argv[1:] if argv is None else argv)
+  with open(args.out, "w", encoding="utf-8") as fh:
+    json.dump(result, fh, indent=1)
+  print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+  main()
