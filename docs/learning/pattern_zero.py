@@ -17,7 +17,9 @@ scores, against each target, pattern-free predictions:
 
 ``runs`` takes a report's samples.npz (for the scored pairs' targets, twins and masks) and study
 reports (benchmarks.learning results.json) that scored the same pairs, and gives per variant the
-mean pattern corr. and the per-pair difference from the soft twin (mean, standard error).
+mean pattern corr. and the per-pair difference from the soft twin (mean, standard error); with
+two variants, also the correlation across pairs of each variant's per-pair scores averaged over its
+reports (high: the pairs, not the network, set which pairs score low).
 """
 
 import argparse
@@ -75,7 +77,7 @@ def runs(args: argparse.Namespace) -> dict:
   target, twin = samples["target"], samples["flat_twin"]
   masks = samples["garment_mask"].astype(bool)
   soft = pattern_scores(learning.soft_flat_twin(twin), target, twin, masks)
-  out = {"soft_twin": learning.mean_and_sem(soft), "reports": {}}
+  out, by_variant = {"soft_twin": learning.mean_and_sem(soft), "reports": {}}, {}
   for path in args.reports:
     with open(path, encoding="utf-8") as f:
       report = json.load(f)
@@ -83,10 +85,14 @@ def runs(args: argparse.Namespace) -> dict:
       raise SystemExit(f"{path}: scored other pairs than {args.samples}")
     for variant, run in report["variants"].items():
       score = np.asarray(run["per_example"]["pattern_corr_garment"])
+      by_variant.setdefault(variant, []).append(score)
       out["reports"][f"{path}:{variant}"] = {
           "steps": report["steps"], "same_pose": report["same_pose"],
           "pattern_corr_garment": float(score.mean()),
           "minus_soft_twin": learning.mean_and_sem(score - soft)}
+  if len(by_variant) == 2:  # per-pair scores: do they follow the pairs or the network?
+    a, b = (np.mean(scores, axis=0) for scores in by_variant.values())
+    out["variant_mean_scores_pair_correlation"] = float(np.corrcoef(a, b)[0, 1])
   return out
 
 
