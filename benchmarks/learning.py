@@ -39,9 +39,13 @@ pattern contrast); ``copy_garment_input`` scores I_c itself (the garment in its 
 against the target: a model that did not warp would score about that. ``flat_twin`` (the right
 colour, shading and outline, no pattern) and ``mean_colour`` (the target's garment pixels replaced
 by their mean colour) are what a model that moved the garment but not its pattern could reach.
-``flat_twin_soft`` is the flat twin blurred by SOFT_TWIN_SIGMA: a pattern-free output as soft as a
-32 px sample. It is pattern_corr_garment's zero for such outputs, which is below 0 (about -0.06 on
-the study's held-out pairs: docs/learning/pattern_zero.py).
+``flat_twin_soft`` is the flat twin blurred by SOFT_TWIN_SIGMA: pattern-free, but with its outline
+and shading off the twin's. Such outputs score below 0 on pattern_corr_garment (-0.06 on the study's
+held-out pairs; docs/learning/pattern_zero.py), so 0 is not "no pattern" for them.
+``other_garment`` (per variant) scores the same network's try-ons, with the same sampling noise,
+given the next pair's I_c instead of the pair's own (other_garments): whatever pattern it draws
+cannot be the target's in place, so its pattern_corr_garment is that network's zero, and
+``own_minus_other_garment`` (per pair, mean and standard error) is what the right garment adds.
 ``garment_reliance`` asks whether the model reads I_c at all: the garment-region error of its x0
 estimate with the pair's own garment vs another pair's, at noise levels RELIANCE_LEVELS (0 dB =
 I_c ignored). ``--eval_split=train`` scores the first training pairs instead: the gap to the
@@ -78,7 +82,8 @@ HIST_BINS = 8  # per colour channel
 SSIM_WINDOW = 7  # dm-pix default (11) is a third of a 32-px image
 SPLIT_SEED_OFFSET = {"train": 0, "test": 10_000}  # held-out pairs: other people, garments, poses
 PATTERN_RESIDUAL_FLOOR = 1e-5  # [0, 1] pixel units: float32 rounding, far below 8-bit steps
-SOFT_TWIN_SIGMA = 1.0  # px of the record: a Gaussian blur about as soft as the 32 px samples
+SOFT_TWIN_SIGMA = 1.0  # px of the record: moves the twin's outline and shading by about a pixel
+GARMENT_KEYS = ("garment", "garment_pose", "garment_pose_mask")  # what I_c brings to a pair
 RELIANCE_LEVELS = (0.5, 0.8)  # noise levels where x_t hides most of the garment: I_c must tell it
 # The keypoints an upper garment follows: how far they move from I_c's pose to the target's is how
 # much warping a pair asks for (pose_shift).
@@ -275,6 +280,15 @@ def batch_ids(batch: dict) -> list[str]:
   return [i.decode() if isinstance(i, bytes) else str(i) for i in batch["id"]]
 
 
+def other_garments(batch: dict) -> dict:
+  """batch with each pair's garment I_c, and its pose, replaced by the next pair's (rolled by one
+  along the batch); the person, the target and everything else stay."""
+  other = dict(batch)
+  for k in GARMENT_KEYS:
+    other[k] = np.roll(batch[k], 1, axis=0)
+  return other
+
+
 def sample_variant(config, spec, state, batch: dict, sample_steps: int, seed: int) -> np.ndarray:
   """Try-ons [N, R, R, 3] in [-1, 1] from the EMA parameters of ``state`` (a restored run)."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -312,9 +326,7 @@ def garment_reliance(config, spec, state, batch: dict, masks: np.ndarray, seed: 
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   schedule = schedules.make_schedule(config.diffusion)
   inputs = {k: v for k, v in batch.items() if k not in ("id", "valid", "person")}
-  other = dict(inputs)
-  for k in ("garment", "garment_pose", "garment_pose_mask"):
-    other[k] = np.roll(inputs[k], 1, axis=0)
+  other = other_garments(inputs)
   x0 = np.asarray(batch["person"], np.float32)
 
   @jax.jit
@@ -578,6 +590,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     spec, _, state = loop.restore_latest_state(config, workdir)
     outputs[variant] = sample_variant(config, spec, state, batch, args.sample_steps, args.seed)
     sample_seconds = round(time.perf_counter() - start, 1)  # restore + compile + sampling
+    # The same sampling noise with another pair's garment: a pattern that cannot be the target's,
+    # drawn the way this network draws. Its scores are this network's zero.
+    other_key = f"{variant}_other_garment"
+    outputs[other_key] = sample_variant(config, spec, state, other_garments(batch),
+                                        args.sample_steps, args.seed)
+    other_scores = garment_metrics(outputs[other_key], batch["person"], masks, twin)
     scorer = evaluate.InceptionScorer(args.inception_weights)
     scorer.add(to_uint8(outputs[variant]), to_uint8(batch["person"]))
     image_scores = scorer.results()  # {} when skipped
@@ -592,10 +610,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "final_loss": curve[-1][1] if curve else None,
         "loss_curve": curve,
         **garment_metrics(outputs[variant], batch["person"], masks, twin), **image_scores,
-        "garment_reliance": garment_reliance(config, spec, state, batch, masks, args.seed)}
+        "garment_reliance": garment_reliance(config, spec, state, batch, masks, args.seed),
+        "other_garment": other_scores}
+    results["variants"][variant]["own_minus_other_garment"] = paired_difference(
+        results["variants"][variant], other_scores)
     print(json.dumps({"event": "variant", "variant": variant,
                       **{k: v for k, v in results["variants"][variant].items()
-                         if k not in ("loss_curve", "per_example")}}), flush=True)
+                         if k not in ("loss_curve", "per_example", "other_garment")}}),
+          flush=True)
   if set(VARIANTS) <= set(results["variants"]):
     both = results["variants"]["parallel"], results["variants"]["concat"]
     results["parallel_minus_concat"] = paired_difference(*both)
@@ -604,11 +626,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
   with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=1)
   # Everything the scores were computed from, so a reading of them can be checked without
-  # sampling again (images in [-1, 1], [N, R, R, 3]; garment_mask [N, R, R]).
+  # sampling again (images in [-1, 1], [N, R, R, 3]; garment_mask [N, R, R]). The
+  # output_<variant>_other_garment samples were given other_garments(batch)'s I_c.
   np.savez_compressed(os.path.join(args.out, "samples.npz"), ids=np.asarray(results["eval_ids"]),
                       agnostic=batch["agnostic"], garment=batch["garment"],
                       target=batch["person"], flat_twin=twin, garment_mask=masks,
-                      **{f"output_{v}": outputs[v] for v in variants})
+                      **{f"output_{k}": v for k, v in outputs.items()})
   write_grid(os.path.join(args.out, "grid.png"),
              [batch["agnostic"], batch["garment"], batch["person"]] + [outputs[v] for v in variants],
              args.grid_rows)

@@ -29,6 +29,14 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   out = tmp_path / "out"
   argv = ["--workdir", str(tmp_path / "work"), "--out", str(out),
           "--inception_weights", str(tmp_path / "no_inception.npz")] + TINY
+  real_other_garments = learning.other_garments
+  swapped = []  # the batches whose garments were swapped, and what they were swapped to
+
+  def spy_other_garments(batch):
+    swapped.append((batch, real_other_garments(batch)))
+    return swapped[-1][1]
+
+  monkeypatch.setattr(learning, "other_garments", spy_other_garments)
   results = learning.main(argv)
 
   saved = json.loads((out / "results.json").read_text())
@@ -69,7 +77,7 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert all(c > 0.999 or r < 1e-4 for c, r in zip(target["per_example"]["pattern_corr_garment"],
                                                     target["per_example"]["pattern_rms_garment"]))
   assert np.abs(mean_colour["per_example"]["detail_corr_garment"]).max() < 1e-4
-  # The soft twin: the flat twin as blurred as a 32 px sample, scored like the outputs.
+  # The soft twin: the flat twin blurred, scored like the outputs.
   assert set(saved["reference"]["flat_twin_soft"]) >= set(metric_names)
   assert mean_colour["psnr_garment"] > saved["reference"]["copy_garment_input"]["psnr_garment"]
   for name in metric_names:  # the paired difference is over the same held-out pairs
@@ -99,6 +107,26 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
     for metric in metric_names:
       np.testing.assert_allclose(again["per_example"][metric], run["per_example"][metric],
                                  rtol=1e-5, atol=1e-6, err_msg=f"{name} {metric}")
+  # The other-garment samples: given the next pair's I_c; rescored, they give the reported zero,
+  # and own - other is the per-pair difference of the two.
+  # Each variant sampled the scored batch once with swapped garments (the reliance score swaps
+  # its model inputs, which have no target, once more).
+  sampled = [new for old_batch, new in swapped if "person" in old_batch]
+  assert len(sampled) == 2
+  for new in sampled:
+    np.testing.assert_array_equal(new["garment"], np.roll(samples["garment"], 1, axis=0))
+  for name, run in saved["variants"].items():
+    other = samples[f"output_{name}_other_garment"]
+    again = learning.garment_metrics(other, samples["target"], samples["garment_mask"],
+                                     samples["flat_twin"])
+    for metric in metric_names:
+      np.testing.assert_allclose(again["per_example"][metric],
+                                 run["other_garment"]["per_example"][metric],
+                                 rtol=1e-5, atol=1e-6, err_msg=f"{name} other {metric}")
+      np.testing.assert_allclose(
+          run["own_minus_other_garment"][metric]["mean"],
+          np.mean(run["per_example"][metric]) - np.mean(again["per_example"][metric]),
+          rtol=1e-5, atol=1e-6, err_msg=f"{name} own - other {metric}")
   soft = learning.garment_metrics(learning.soft_flat_twin(samples["flat_twin"]), samples["target"],
                                   samples["garment_mask"], samples["flat_twin"])
   for metric in metric_names:
@@ -254,6 +282,17 @@ def test_soft_flat_twin_blurs_each_image_and_channel_on_its_own():
   assert np.ptp(soft[1, ..., 2]) < 0.5 * np.ptp(twin[1, ..., 2])  # the dots are softened
   np.testing.assert_allclose(soft[1, ..., 2].mean(), twin[1, ..., 2].mean(), rtol=0.05)
   assert np.abs(soft[1, ..., :2]).max() == 0.0  # nothing leaks across channels or images
+
+
+def test_other_garments_swap_only_what_i_c_brings():
+  batch = {k: np.arange(3 * 2).reshape(3, 2) + 10 * i
+           for i, k in enumerate(learning.GARMENT_KEYS + ("person", "agnostic", "person_pose"))}
+  other = learning.other_garments(batch)
+  for k in learning.GARMENT_KEYS:  # pair i gets pair i - 1's garment and garment pose
+    np.testing.assert_array_equal(other[k], batch[k][[2, 0, 1]])
+  for k in ("person", "agnostic", "person_pose"):
+    assert other[k] is batch[k]
+  assert batch["garment"][0, 0] == 0  # the input batch is left as it was
 
 
 def test_flat_twins_of_other_pairs_or_masks_are_refused(monkeypatch):

@@ -1,6 +1,5 @@
-"""What a pattern-free but soft output scores on pattern_corr_garment, and where the study's runs
-stand against it ("Why is the Parallel-UNet's pattern score below zero?" in
-docs/learning/README.md).
+"""What pattern-free outputs score on pattern_corr_garment, and where the study's runs stand against
+it ("Why is the Parallel-UNet's pattern score below zero?" in docs/learning/README.md).
 
     PYTHONPATH=. python docs/learning/pattern_zero.py fresh OUT.json WORKDIR [--num 256] [--seed 7]
     PYTHONPATH=. python docs/learning/pattern_zero.py runs OUT.json SAMPLES.npz REPORT.json [...]
@@ -13,13 +12,17 @@ scores, against each target, pattern-free predictions:
     soft_flat_twin), so its garment's edge mixes with the surroundings;
   * soft_inside_sigma_S: the same blur within the garment mask only (normalised convolution), so
     only the inside is softened;
+  * twin_shifted_{right,left,down}_1px: the flat twin moved by one pixel (a misplaced outline);
+  * twin_sharpened: the flat twin with its 1 px blur subtracted once more (unsharp mask);
+  * twin_darker_shading: a tone curve on the flat twin;
   * twin_plus_noise: the flat twin plus white noise (sd 0.1 in [-1, 1] units): unplaced detail.
 
 ``runs`` takes a report's samples.npz (for the scored pairs' targets, twins and masks) and study
-reports (benchmarks.learning results.json) that scored the same pairs, and gives per variant the
-mean pattern corr. and the per-pair difference from the soft twin (mean, standard error); with
-two variants, also the correlation across pairs of each variant's per-pair scores averaged over its
-reports (high: the pairs, not the network, set which pairs score low).
+reports (benchmarks.learning results.json) that scored the same pairs, and gives how sharp the
+garment's outline is in the targets, the twins and each of the file's outputs (outline_gradient),
+and per variant the mean pattern corr. and the per-pair difference from the soft twin (mean,
+standard error); with two variants, also the correlation across pairs of each variant's per-pair
+scores averaged over its reports (high: the pairs, not the network, set which pairs score low).
 """
 
 import argparse
@@ -52,6 +55,17 @@ def soft_inside(twin: np.ndarray, masks: np.ndarray, sigma: float) -> np.ndarray
   return out
 
 
+def outline_gradient(images: np.ndarray, masks: np.ndarray) -> float:
+  """How sharp the garment's outline is: the mean colour-gradient magnitude ([-1, 1] units per
+  pixel) of images [N, R, R, 3] on the pixels within one pixel of each garment mask's edge."""
+  values = []
+  for img, m in zip(images, masks):
+    outline = ndimage.binary_dilation(m) & ~ndimage.binary_erosion(m)
+    gy, gx = np.gradient(np.asarray(img, np.float64), axis=(0, 1))
+    values.append(np.sqrt((gx ** 2 + gy ** 2).sum(-1))[outline].mean())
+  return float(np.mean(values))
+
+
 def fresh(args: argparse.Namespace) -> dict:
   study = learning.parse_args(["--workdir", args.workdir, "--num_train", "8",
                                "--pattern_scale", str(args.pattern_scale),
@@ -66,6 +80,10 @@ def fresh(args: argparse.Namespace) -> dict:
   for sigma in SIGMAS:
     preds[f"soft_twin_sigma_{sigma}"] = learning.soft_flat_twin(twin, sigma)
     preds[f"soft_inside_sigma_{sigma}"] = soft_inside(twin, masks, sigma)
+  for name, axis, step in (("right", 2, 1), ("left", 2, -1), ("down", 1, 1)):
+    preds[f"twin_shifted_{name}_1px"] = np.roll(twin, step, axis=axis)
+  preds["twin_sharpened"] = 2 * twin - learning.soft_flat_twin(twin)  # unsharp mask, amount 1
+  preds["twin_darker_shading"] = np.sign(twin) * np.abs(twin) ** 1.5  # a tone curve
   rng = np.random.default_rng(args.seed)
   preds["twin_plus_noise"] = twin + rng.normal(0.0, NOISE_SD, twin.shape).astype(twin.dtype)
   return {name: learning.mean_and_sem(pattern_scores(p, target, twin, masks))
@@ -78,6 +96,9 @@ def runs(args: argparse.Namespace) -> dict:
   masks = samples["garment_mask"].astype(bool)
   soft = pattern_scores(learning.soft_flat_twin(twin), target, twin, masks)
   out, by_variant = {"soft_twin": learning.mean_and_sem(soft), "reports": {}}, {}
+  images = {"target": target, "flat_twin": twin, "soft_twin": learning.soft_flat_twin(twin),
+            **{k: samples[k] for k in samples.files if k.startswith("output_")}}
+  out["outline_gradient"] = {k: outline_gradient(v, masks) for k, v in images.items()}
   for path in args.reports:
     with open(path, encoding="utf-8") as f:
       report = json.load(f)
