@@ -270,8 +270,8 @@ def mean_colour_targets(target: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 def soft_flat_twin(twin: np.ndarray, sigma: float = SOFT_TWIN_SIGMA) -> np.ndarray:
   """twin [N, R, R, 3] blurred over each image's rows and columns by a Gaussian of sigma pixels
-  (image edges reflected), so that its garment's edge mixes with the surroundings as a soft
-  output's does."""
+  (image edges reflected): no pattern, its garment's outline mixed with the surroundings and its
+  shading smoothed."""
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
   return ndimage.gaussian_filter(np.asarray(twin), (0, sigma, sigma, 0)).astype(twin.dtype)
 

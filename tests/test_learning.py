@@ -107,10 +107,9 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
     for metric in metric_names:
       np.testing.assert_allclose(again["per_example"][metric], run["per_example"][metric],
                                  rtol=1e-5, atol=1e-6, err_msg=f"{name} {metric}")
-  # The other-garment samples: given the next pair's I_c; rescored, they give the reported zero,
-  # and own - other is the per-pair difference of the two.
-  # Each variant sampled the scored batch once with swapped garments (the reliance score swaps
-  # its model inputs, which have no target, once more).
+  # The other-garment samples: each variant sampled the scored batch once more with the next
+  # pair's I_c (the reliance score swaps its model inputs, which hold no target, once more).
+  # Rescored, they give the reported zero, and own - other is the difference of the two.
   sampled = [new for old_batch, new in swapped if "person" in old_batch]
   assert len(sampled) == 2
   for new in sampled:

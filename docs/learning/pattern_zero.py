@@ -35,7 +35,7 @@ from scipy import ndimage
 from benchmarks import learning
 
 SIGMAS = (0.5, 1.0, 1.5)  # px of the 32 px record, around the study's SOFT_TWIN_SIGMA
-NOISE_SD = 0.1  # [-1, 1] units: unplaced detail of about a sample's pattern contrast
+NOISE_SD = 0.1  # [-1, 1] units: unplaced detail near the targets' own pattern RMS (0.07 in [0, 1])
 
 
 def pattern_scores(pred: np.ndarray, target: np.ndarray, twin: np.ndarray,
