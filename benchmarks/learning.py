@@ -280,6 +280,12 @@ def batch_ids(batch: dict) -> list[str]:
   return [i.decode() if isinstance(i, bytes) else str(i) for i in batch["id"]]
 
 
+def model_inputs(batch: dict) -> dict:
+  """What the network is given of an eval batch: everything but the ids, the padding flags and
+  the target person image."""
+  return {k: v for k, v in batch.items() if k not in ("id", "valid", "person")}
+
+
 def other_garments(batch: dict) -> dict:
   """batch with each pair's garment I_c, and its pose, replaced by the next pair's (rolled by one
   along the batch); the person, the target and everything else stay."""
@@ -295,7 +301,7 @@ def sample_variant(config, spec, state, batch: dict, sample_steps: int, seed: in
   from tryon_jax.diffusion import conditioning, samplers  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   mesh = spec.mesh
-  inputs = {k: v for k, v in batch.items() if k not in ("id", "valid", "person")}
+  inputs = model_inputs(batch)
   n, r = batch["person"].shape[:2]
 
   @jax.jit
@@ -325,7 +331,7 @@ def garment_reliance(config, spec, state, batch: dict, masks: np.ndarray, seed: 
   from tryon_jax.diffusion import conditioning, prediction, schedules  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   schedule = schedules.make_schedule(config.diffusion)
-  inputs = {k: v for k, v in batch.items() if k not in ("id", "valid", "person")}
+  inputs = model_inputs(batch)
   other = other_garments(inputs)
   x0 = np.asarray(batch["person"], np.float32)
 
