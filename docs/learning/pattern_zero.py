@@ -3,6 +3,7 @@ it ("Why is the Parallel-UNet's pattern score below zero?" in docs/learning/READ
 
     PYTHONPATH=. python docs/learning/pattern_zero.py fresh OUT.json WORKDIR [--num 256] [--seed 7]
     PYTHONPATH=. python docs/learning/pattern_zero.py runs OUT.json SAMPLES.npz REPORT.json [...]
+    PYTHONPATH=. python docs/learning/pattern_zero.py regions OUT.json SAMPLES.npz [...]
 
 ``fresh`` renders --num new held-out pairs and their flat twins (benchmarks.learning.prepare_data
 and flat_twin_targets with --seed, --pattern_scale; 8 training pairs, which nothing uses) and
@@ -23,6 +24,13 @@ garment's outline is in the targets, the twins and each of the file's outputs (o
 and per variant the mean pattern corr. and the per-pair difference from the soft twin (mean,
 standard error); with two variants, also the correlation across pairs of each variant's per-pair
 scores averaged over its reports (high: the pairs, not the network, set which pairs score low).
+
+``regions`` splits each target's garment mask into its outline (the garment pixels with a
+non-garment 4-neighbour) and its inside (the rest), and scores pattern corr. on each part alone:
+for every output_<variant> of each samples.npz that has an output_<variant>_other_garment, with
+the pair's own garment, with the next pair's, and own - other per pair (mean, standard error);
+and the soft twin. On 32 px records a garment has about 60 pixels, more than half of them on the
+outline, so where a score comes from matters.
 """
 
 import argparse
@@ -64,6 +72,15 @@ def outline_gradient(images: np.ndarray, masks: np.ndarray) -> float:
     gy, gx = np.gradient(np.asarray(img, np.float64), axis=(0, 1))
     values.append(np.sqrt((gx ** 2 + gy ** 2).sum(-1))[outline].mean())
   return float(np.mean(values))
+
+
+def garment_regions(masks: np.ndarray) -> dict[str, np.ndarray]:
+  """{"inside", "outline"} [N, R, R] bool: each garment mask [N, R, R] split into its pixels
+  whose 4-neighbours are all garment (pixels beyond the image edge count as non-garment) and the
+  rest."""
+  masks = np.asarray(masks, bool)
+  inside = np.stack([ndimage.binary_erosion(m, border_value=0) for m in masks])
+  return {"inside": inside, "outline": masks & ~inside}
 
 
 def fresh(args: argparse.Namespace) -> dict:
@@ -117,6 +134,29 @@ def runs(args: argparse.Namespace) -> dict:
   return out
 
 
+def regions(args: argparse.Namespace) -> dict:
+  out = {}
+  for path in args.samples:
+    samples = np.load(path)
+    target, twin = samples["target"], samples["flat_twin"]
+    parts = garment_regions(samples["garment_mask"])
+    variants = [k[len("output_"):-len("_other_garment")] for k in samples.files
+                if k.startswith("output_") and k.endswith("_other_garment")]
+    result = {"pixels": {name: float(m.sum(axis=(1, 2)).mean()) for name, m in parts.items()}}
+    for name, m in parts.items():
+      soft = pattern_scores(learning.soft_flat_twin(twin), target, twin, m)
+      result[name] = {"soft_twin": learning.mean_and_sem(soft)}
+      for variant in variants:
+        # Clipped to the image range, as garment_metrics scores them.
+        own, other = (pattern_scores(np.clip(samples[f"output_{variant}{suffix}"], -1, 1),
+                                     target, twin, m) for suffix in ("", "_other_garment"))
+        result[name][variant] = {"own": learning.mean_and_sem(own),
+                                 "other_garment": learning.mean_and_sem(other),
+                                 "own_minus_other": learning.mean_and_sem(own - other)}
+    out[path] = result
+  return out
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   sub = p.add_subparsers(dest="mode", required=True)
@@ -130,8 +170,11 @@ def main(argv=None) -> None:
   r.add_argument("out")
   r.add_argument("samples")
   r.add_argument("reports", nargs="+")
+  g = sub.add_parser("regions")
+  g.add_argument("out")
+  g.add_argument("samples", nargs="+")
   args = p.parse_args(argv)
-  result = fresh(args) if args.mode == "fresh" else runs(args)
+  result = {"fresh": fresh, "runs": runs, "regions": regions}[args.mode](args)
   result["command"] = "python docs/learning/pattern_zero.py " + " ".join(
       sys.argv[1:] if argv is None else argv)
   with open(args.out, "w", encoding="utf-8") as fh:
