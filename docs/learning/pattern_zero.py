@@ -18,6 +18,8 @@ scores, against each target, pattern-free predictions:
   * twin_darker_shading: a tone curve on the flat twin;
   * twin_plus_noise: the flat twin plus white noise (sd 0.1 in [-1, 1] units): unplaced detail.
 
+and each again on the garment's inside and outline alone (``regions`` below).
+
 ``runs`` takes a report's samples.npz (for the scored pairs' targets, twins and masks) and study
 reports (benchmarks.learning results.json) that scored the same pairs, and gives how sharp the
 garment's outline is in the targets, the twins and each of the file's outputs (outline_gradient),
@@ -103,8 +105,12 @@ def fresh(args: argparse.Namespace) -> dict:
   preds["twin_darker_shading"] = np.sign(twin) * np.abs(twin) ** 1.5  # a tone curve
   rng = np.random.default_rng(args.seed)
   preds["twin_plus_noise"] = twin + rng.normal(0.0, NOISE_SD, twin.shape).astype(twin.dtype)
-  return {name: learning.mean_and_sem(pattern_scores(p, target, twin, masks))
-          for name, p in preds.items()}
+  out = {name: learning.mean_and_sem(pattern_scores(p, target, twin, masks))
+         for name, p in preds.items()}
+  out["regions"] = {part: {name: learning.mean_and_sem(pattern_scores(p, target, twin, m))
+                           for name, p in preds.items()}
+                    for part, m in garment_regions(masks).items()}
+  return out
 
 
 def runs(args: argparse.Namespace) -> dict:
