@@ -144,6 +144,10 @@ def regions(args: argparse.Namespace) -> dict:
   out = {}
   for path in args.samples:
     samples = np.load(path)
+    missing = {"target", "flat_twin", "garment_mask"} - set(samples.files)
+    if missing:
+      raise SystemExit(f"{path}: no {', '.join(sorted(missing))} (a report made before the study "
+                       "rendered flat twins?)")
     target, twin = samples["target"], samples["flat_twin"]
     parts = garment_regions(samples["garment_mask"])
     variants = [k[len("output_"):-len("_other_garment")] for k in samples.files
