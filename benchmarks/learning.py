@@ -43,7 +43,7 @@ by their mean colour) are what a model that moved the garment but not its patter
 and shading off the twin's. Such outputs score below 0 on pattern_corr_garment (-0.06 on the study's
 held-out pairs; docs/learning/pattern_zero.py), so 0 is not "no pattern" for them.
 ``other_garment`` (per variant) scores the same network's try-ons, with the same sampling noise,
-given the next pair's I_c instead of the pair's own (other_garments): whatever pattern it draws
+given the previous pair's I_c instead of the pair's own (other_garments): whatever pattern it draws
 cannot be the target's in place, so its pattern_corr_garment is that network's zero, and
 ``own_minus_other_garment`` (per pair, mean and standard error) is what the right garment adds.
 ``garment_reliance`` asks whether the model reads I_c at all: the garment-region error of its x0
@@ -287,8 +287,9 @@ def model_inputs(batch: dict) -> dict:
 
 
 def other_garments(batch: dict) -> dict:
-  """batch with each pair's garment I_c, and its pose, replaced by the next pair's (rolled by one
-  along the batch); the person, the target and everything else stay."""
+  """batch with each pair's garment I_c, and its pose, replaced by the previous pair's (rolled by
+  one along the batch: pair 0 gets the last pair's); the person, the target and everything else
+  stay."""
   other = dict(batch)
   for k in GARMENT_KEYS:
     other[k] = np.roll(batch[k], 1, axis=0)

@@ -30,7 +30,7 @@ scores averaged over its reports (high: the pairs, not the network, set which pa
 ``regions`` splits each target's garment mask into its outline (the garment pixels with a
 non-garment 4-neighbour) and its inside (the rest), and scores pattern corr. on each part alone:
 for every output_<variant> of each samples.npz that has an output_<variant>_other_garment, with
-the pair's own garment, with the next pair's, and own - other per pair (mean, standard error);
+the pair's own garment, with the previous pair's, and own - other per pair (mean, standard error);
 and the soft twin. On 32 px records a garment has about 60 pixels, more than half of them on the
 outline, so where a score comes from matters.
 """
@@ -153,8 +153,9 @@ def regions(args: argparse.Namespace) -> dict:
     variants = [k[len("output_"):-len("_other_garment")] for k in samples.files
                 if k.startswith("output_") and k.endswith("_other_garment")]
     result = {"pixels": {name: float(m.sum(axis=(1, 2)).mean()) for name, m in parts.items()}}
+    soft_twin = learning.soft_flat_twin(twin)
     for name, m in parts.items():
-      soft = pattern_scores(learning.soft_flat_twin(twin), target, twin, m)
+      soft = pattern_scores(soft_twin, target, twin, m)
       result[name] = {"soft_twin": learning.mean_and_sem(soft)}
       for variant in variants:
         # Clipped to the image range, as garment_metrics scores them.
