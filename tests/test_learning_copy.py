@@ -1,0 +1,90 @@
+"""The copy probe: its tasks, its scores, and that the cross-attention learns what it can learn."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import suite_env  # pylint: disable=unused-import
+
+from benchmarks import learning_copy
+from configs import learning
+
+SHAPE = {"side": 4, "channels": 16, "head_dim": 8}  # 16 tokens, 2 heads: compiles in seconds
+
+
+def test_place_task_copies_each_garment_token_to_its_own_place():
+  x, context, target, read, scored = learning_copy.make_batch(jax.random.key(0), "place", 3, 4,
+                                                              16, 8)
+  assert x.shape == context.shape == target.shape == (3, 4, 4, 16)
+  np.testing.assert_array_equal(np.asarray(target), np.asarray(context))
+  np.testing.assert_array_equal(np.asarray(read), np.tile(np.arange(16), (3, 1)))
+  assert bool(np.all(np.asarray(scored)))
+  assert abs(float(np.corrcoef(np.ravel(x), np.ravel(context))[0, 1])) < 0.1  # x says nothing
+
+
+def test_content_task_person_tokens_carry_the_tag_of_the_token_they_must_read():
+  x, context, target, read, scored = learning_copy.make_batch(jax.random.key(1), "content", 3, 4,
+                                                              16, 6)
+  x, context, target, read = (np.asarray(a).reshape(3, 16, 16) if a.ndim == 4 else np.asarray(a)
+                              for a in (x, context, target, read))
+  scored = np.asarray(scored)
+  np.testing.assert_array_equal(scored, np.arange(16) >= 6)
+  for b in range(3):
+    assert sorted(read[b]) == list(range(16))  # a permutation: every garment token read once
+    assert not np.array_equal(read[b], np.arange(16))
+    np.testing.assert_array_equal(x[b][:, :6], context[b][read[b]][:, :6])  # the tag
+    np.testing.assert_array_equal(x[b][:, 6:], 0)  # nothing else
+    np.testing.assert_array_equal(target[b][:, 6:], context[b][read[b]][:, 6:])  # the value
+    np.testing.assert_array_equal(target[b][:, :6], 0)
+  assert not np.array_equal(read[0], read[1])  # each example its own warp
+
+
+def test_copy_scores_give_one_for_a_copy_and_zero_for_the_mean():
+  rng = np.random.default_rng(0)
+  target = rng.normal(size=(2, 4, 4, 8))
+  read = np.tile(np.arange(16)[::-1], (2, 1))
+  on_place = np.zeros((2, 2, 16, 16))
+  on_place[:, :, np.arange(16), read[0]] = 1.0
+  scored = np.arange(8) >= 2
+  hit = learning_copy.copy_scores(target, target, on_place, read, scored)
+  assert hit == {"r2": 1.0, "right_mass": 1.0}
+  even = np.full((2, 2, 16, 16), 1 / 16)
+  miss = learning_copy.copy_scores(np.zeros_like(target), target, even, read, scored)
+  assert miss["r2"] == 0.0 and miss["right_mass"] == pytest.approx(1 / 16)
+  # Only the scored channels count: errors elsewhere change nothing.
+  noisy = target + 5.0 * (~scored)
+  assert learning_copy.copy_scores(noisy, target, on_place, read, scored)["r2"] == 1.0
+
+
+def test_position_code_lets_the_layer_copy_by_place_and_nothing_else_does():
+  config = learning.get_config("parallel")
+  kw = {"steps": 500, "eval_every": 250, "tag_channels": 0, "eval_batch": 8, "seed": 0}
+  coded = learning_copy.train_copy(config, SHAPE, "place", "fourier", 0.0, **kw)
+  blind = learning_copy.train_copy(config, SHAPE, "place", "none", 0.0, **kw)
+  assert [c["step"] for c in coded["curve"]] == [0, 250, 500]
+  assert abs(coded["curve"][0]["r2"]) < 0.05  # the output projection starts at zero
+  assert coded["final_r2"] > 0.9 and coded["final_right_mass"] > 0.5
+  assert coded["steps_to_r2_0.9"] in (250, 500)
+  # Without the code the layer cannot tell garment places apart: no better than the mean.
+  assert blind["final_r2"] < 0.1 and blind["steps_to_r2_0.5"] is None
+  assert blind["final_right_mass"] == pytest.approx(1 / 16, abs=0.02)
+
+
+def test_main_writes_one_run_per_task_position_and_noise(tmp_path):
+  out = tmp_path / "copy.json"
+  runs = learning_copy.main(["--json", str(out), "--steps", "2", "--eval_every", "1",
+                             "--tasks", "content", "--target_noise", "0", "2",
+                             "--set", "model.resolution=8", "--set", "model.channels=(16,32)",
+                             "--set", "model.head_dim=8", "--eval_batch", "2"])
+  saved = json.loads(out.read_text())
+  assert saved["runs"] == json.loads(json.dumps(runs))
+  assert [(r["position"], r["target_noise"]) for r in runs] == [
+      ("none", 0.0), ("none", 2.0), ("fourier", 0.0), ("fourier", 2.0)]
+  for r in runs:
+    assert (r["side"], r["channels"], r["heads"], r["tag_channels"]) == (4, 32, 4, 16)
+    assert [c["step"] for c in r["curve"]] == [0, 1, 2] and np.isfinite(r["final_r2"])
+    assert r["even_right_mass"] == 1 / 16 and r["lr"] == learning.get_config().train.lr
+  with pytest.raises(SystemExit, match="--level=5"):
+    learning_copy.main(["--level", "5"])
