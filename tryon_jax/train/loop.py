@@ -34,6 +34,7 @@ from tryon_jax.train import step as step_lib
 
 _BARRIER_IDS = itertools.count()
 DatasetFn = Callable[..., Any]  # (config, *, process_index, process_count) -> grain.IterDataset
+InitFn = Callable[[state_lib.StateSpec, Any], Any]  # (spec, fresh state) -> the state to start from
 
 
 class NonFiniteLossError(RuntimeError):
@@ -247,10 +248,13 @@ def _finite_host_metrics(step: int, metrics: dict, ckpt: checkpoint_lib.Checkpoi
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           dataset_fn: DatasetFn | None = None,
           loss_fn: step_lib.LossFn | None = None,
-          ema_fn: step_lib.EmaFn | None = None) -> TrainResult:
+          ema_fn: step_lib.EmaFn | None = None,
+          init_fn: InitFn | None = None) -> TrainResult:
   """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints). See module docstring.
 
   dataset_fn / loss_fn / ema_fn replace the data pipeline and the diffusion objective (tests).
+  init_fn edits the freshly initialized state before step 0 (a warm start; benchmarks.learning's
+  planted attention); a run that resumes from a checkpoint never calls it.
   """
   tc = config.train
   os.makedirs(workdir, exist_ok=True)
@@ -282,6 +286,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info("No checkpoint in %s: initializing from scratch (seed %d).", ckpt.directory,
                  config.seed)
     state = state_lib.init_state(config, spec)
+    if init_fn is not None:
+      state = init_fn(spec, state)
     data_iter = make_data_iter()
     start_step = 0
 
