@@ -54,6 +54,10 @@ held-out scores says how much a model has fitted its training set rather than le
 garment in the target's own pose. I_c is still cut around the garment (the converter's garment
 crop), so the garment must still be scaled and moved onto the person, but not re-posed: how much
 of a score gap is the pose change.
+``--plant_place_attention SCALE`` (parallel variant, with model.cross_attention_position=fourier)
+starts training with every cross-attention's position projections set so that a person token
+attends to the garment token at its own grid place (plant_place_attention): the place-reading that
+the trained networks never found, given at step 0, to ask whether the network then uses it.
 ``eval_pose_shift`` is how far each scored pair's garment has to move (upper-body keypoints, I_c's
 pose to the target's), and the ``*_vs_pose_shift`` entries say whether a score, or parallel -
 concat, changes with it: the paper puts cross-attention's advantage in the pairs that need warping.
@@ -114,6 +118,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--same_pose", action="store_true",
                  help="the same-pose control: every I_c shows its garment in the target's own pose "
                       "(synthetic.generate's same_pose; the same target images)")
+  p.add_argument("--plant_place_attention", type=float, default=0.0, metavar="SCALE",
+                 help="start the parallel variant's cross-attention reading the garment token at "
+                      "each person token's own place (plant_place_attention; 0: off)")
   p.add_argument("--sample_steps", type=int, default=50, help="DDPM steps for the held-out samples")
   p.add_argument("--grid_rows", type=int, default=8)
   p.add_argument("--seed", type=int, default=0)
@@ -211,7 +218,45 @@ def garment_masks(records_glob: str, raw_root: str, split: str, ids: Sequence[st
   return np.stack(masks)
 
 
-def train_variant(config, workdir: str) -> float:
+def plant_place_attention(scale: float):
+  """An init_fn for tryon_jax.train.loop.train: in every cross-attention, the query and key
+  position projections (model.cross_attention_position=fourier) become ``scale`` times the
+  identity on each head's first grid_fourier_size channels, zero elsewhere, in the model and its
+  EMA. A head's position logit is then scale^2 F(p).F(p') / sqrt(head_dim), F the grid's Fourier
+  features: largest where the garment token p' is at the person token's own place p (at 32
+  tokens, 3.4 scale^2 / sqrt(head_dim) above a neighbour). In the same-pose control that place is
+  I_c's garment near, not exactly at, what the token shows: the crop still scales and moves it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
+
+  def planted(kernel: jax.Array, num_heads: int) -> jax.Array:
+    features, channels = kernel.shape
+    head_dim = channels // num_heads
+    if head_dim < features:
+      raise SystemExit(f"--plant_place_attention: head_dim {head_dim} < {features} position "
+                       "features; raise model.head_dim")
+    eye = jnp.eye(features, head_dim, dtype=kernel.dtype)
+    return jax.device_put(scale * jnp.tile(eye, (1, num_heads)), kernel.sharding)
+
+  def init_fn(spec, state):
+    train_state = nnx.merge(spec.graphdef, state, copy=True)  # leaves ``state`` as it was
+    attention = [m for _, m in nnx.iter_modules(train_state.model)
+                 if isinstance(m, layers.CrossAttention)]
+    if not attention or any(m.position_q is None for m in attention):
+      raise SystemExit("--plant_place_attention needs the parallel variant with "
+                       "model.cross_attention_position=fourier")
+    for m in attention:
+      for projection in (m.position_q, m.position_k):
+        projection.kernel[...] = planted(projection.kernel[...], m.num_heads)
+    train_state.ema = nnx.data(jax.tree.map(jnp.copy, nnx.state(train_state.model, nnx.Param)))
+    return nnx.state(train_state)
+
+  return init_fn
+
+
+def train_variant(config, workdir: str, init_fn=None) -> float:
   """Trains one variant to config.train.num_steps (resuming a partial run); returns the wall
   seconds the training took. They are kept in WORKDIR/train_seconds.json, and a complete run is not
   trained again, so variants trained by separate processes (one per core: ``--variants parallel``
@@ -225,7 +270,7 @@ def train_variant(config, workdir: str) -> float:
   if done["step"] == config.train.num_steps:
     return float(done["train_seconds"])
   start = time.perf_counter()
-  result = loop.train(config, workdir)
+  result = loop.train(config, workdir, init_fn=init_fn)
   if result.step != config.train.num_steps:
     raise RuntimeError(f"{workdir}: training stopped at step {result.step}")
   seconds = float(done["train_seconds"]) + time.perf_counter() - start
@@ -560,6 +605,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
   for v in variants:
     if v not in VARIANTS:
       raise SystemExit(f"--variants: unknown variant {v!r} (expected {VARIANTS})")
+  if args.plant_place_attention and "parallel" not in variants:
+    raise SystemExit("--plant_place_attention plants the parallel variant's cross-attention: "
+                     f"--variants {args.variants} has none")
   os.makedirs(args.out, exist_ok=True)
   import jax  # pylint: disable=g-import-not-at-top
   from tryon_jax import models  # pylint: disable=g-import-not-at-top
@@ -572,12 +620,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "steps": args.steps, "num_train": args.num_train, "num_test": args.num_test,
              "sample_steps": args.sample_steps, "seed": args.seed,
              "pattern_scale": args.pattern_scale, "same_pose": args.same_pose,
-             "eval_split": args.eval_split, "variants": {}}
+             "eval_split": args.eval_split,
+             "plant_place_attention": args.plant_place_attention, "variants": {}}
   outputs, batch, masks, twin = {}, None, None, None
   for variant in variants:
     config = make_config(variant, args, train_glob)
     workdir = os.path.join(args.workdir, variant)
-    train_seconds = train_variant(config, workdir)
+    plant = (plant_place_attention(args.plant_place_attention)
+             if args.plant_place_attention and variant == "parallel" else None)
+    train_seconds = train_variant(config, workdir, init_fn=plant)
     if batch is None:
       batch, masks = eval_batch(config, data, args.eval_split, args.num_test)
       twin = flat_twin_targets(config, data, args.eval_split, batch, masks)

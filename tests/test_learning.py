@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import learning, learning_attention
+from benchmarks import learning, learning_attention, learning_copy_pairs
 from tryon_jax.diffusion import schedules
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -163,6 +163,22 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert all(np.isfinite(v) for v in looked["affine_fit_rms_tokens"].values())
   with pytest.raises(ValueError, match="no garment token moves by --min_shift=2.0"):
     learning_attention.main(["--min_shift", "2", "--"] + argv)  # nothing moves by 2 image sides
+
+  # One cross-attention layer trained by regression on the same data (learning_copy_pairs): the
+  # same held-out pairs and references, a curve per position code, the code's projections extra.
+  copy_json = tmp_path / "copy_pairs.json"
+  copied = learning_copy_pairs.main(["--json", str(copy_json), "--eval_every", "1", "--"] + argv)
+  assert json.loads(copy_json.read_text()) == json.loads(json.dumps(copied))
+  assert copied["eval_ids"] == saved["eval_ids"]
+  assert (copied["reference"]["copy_garment_input"]["per_example"]
+          == saved["reference"]["copy_garment_input"]["per_example"])
+  assert set(copied["runs"]) == {"none", "fourier"}
+  for position, run in copied["runs"].items():
+    assert [c["step"] for c in run["curve"]] == [0, 1, 2], position
+    assert all(np.isfinite(c["train_loss"]) for c in run["curve"][1:]), position
+    assert run["curve"][-1]["pattern_corr_garment"] == run["pattern_corr_garment"], position
+    assert all(np.isfinite(run[m]) for m in metric_names), position
+  assert copied["runs"]["fourier"]["params"] > copied["runs"]["none"]["params"]
 
   # --eval_split=train scores training pairs with the same finished run; FID/KID with a stand-in
   # for Inception pool3.
@@ -374,3 +390,49 @@ def test_learning_config_keeps_demo_networks_and_paper_configs_keep_paper_diffus
   for paper in (base128.get_config().diffusion, demo.get_config().diffusion):
     assert paper.train_noise_aug_max == 1.0  # paper: t_na ~ U[0, 1]
     assert paper.logsnr_shift == 0.0  # the unshifted cosine schedule
+
+
+def test_planted_attention_starts_on_each_tokens_own_place_in_model_and_ema():
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
+  from tryon_jax.parallel import sharding  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  import test_train_support  # pylint: disable=g-import-not-at-top
+  config = test_train_support.tiny_config()
+  config.model.cross_attention_position = "fourier"
+  config.model.head_dim = 16  # the 8-token grid has 16 position features
+  spec = state_lib.state_spec(config, sharding.make_mesh(config.mesh.shape))
+  fresh = state_lib.init_state(config, spec)
+  planted = learning.plant_place_attention(2.0)(spec, fresh)
+  model = nnx.merge(spec.graphdef, planted).model
+  attention = [m for _, m in nnx.iter_modules(model) if isinstance(m, layers.CrossAttention)]
+  assert len(attention) == 2  # one encoder and one decoder block at the 8-token level
+  for m in attention:
+    features = layers.grid_fourier_features(m.grid_side, m.grid_side)
+    q = features @ m.position_q.kernel[...]
+    k = features @ m.position_k.kernel[...]
+    logits = np.asarray(q @ k.T)  # one head
+    np.testing.assert_array_equal(logits.argmax(-1), np.arange(m.grid_side ** 2))
+    np.testing.assert_allclose(np.diag(logits), 4.0 * np.sum(np.asarray(features) ** 2, -1),
+                               rtol=1e-5)
+  # The EMA starts equal to the planted model; everything but the position projections is the
+  # fresh initialisation.
+  ema, params = nnx.to_flat_state(planted["ema"]), nnx.to_flat_state(planted["model"])
+  for (path, e), (path2, p) in zip(ema, params):
+    assert path == path2
+    np.testing.assert_array_equal(np.asarray(e.get_value()), np.asarray(p.get_value()))
+  before = dict(nnx.to_flat_state(fresh["model"]))
+  changed = [path for path, p in params
+             if not np.array_equal(np.asarray(p.get_value()), np.asarray(before[path].get_value()))]
+  assert changed and all(path[-2] in ("position_q", "position_k") for path in changed)
+  config.model.head_dim = 8
+  spec = state_lib.state_spec(config, sharding.make_mesh(config.mesh.shape))
+  with pytest.raises(SystemExit, match="head_dim 8 < 16"):
+    learning.plant_place_attention(2.0)(spec, state_lib.init_state(config, spec))
+  config.model.cross_attention_position = "none"
+  config.model.head_dim = 16
+  spec = state_lib.state_spec(config, sharding.make_mesh(config.mesh.shape))
+  with pytest.raises(SystemExit, match="cross_attention_position=fourier"):
+    learning.plant_place_attention(2.0)(spec, state_lib.init_state(config, spec))
+  del jax

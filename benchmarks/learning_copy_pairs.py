@@ -1,0 +1,163 @@
+"""One cross-attention layer, trained by plain regression on the learning study's own pairs.
+
+  python -m benchmarks.learning_copy_pairs --json OUT.json [--positions none fourier] -- \\
+      --workdir W --pattern_scale 4 --same_pose [--steps 2000]
+
+Between the toy copy task (benchmarks.learning_copy: random tokens, a known place) and the
+Parallel-UNet's diffusion training, this asks whether the layer can learn the copy from the
+study's data: the synthetic pairs' geometry (I_c cut and scaled by its own crop, on black), their
+patterns, and the scores of benchmarks.learning. The network is only:
+
+  pred = I_a + out(CrossAttention(embed_person(I_a), embed_garment(I_c)))
+
+at the record's full resolution (one token per pixel, as the learning config's level-0
+attention), 1x1 convolutions for embed_* and out, and the level-0 channels and head size. A person
+pixel sees nothing but its own I_a pixel, so it can only find the I_c pixel it shows through the
+position code (``fourier``), or by content, which the grey agnostic area does not have (``none``,
+the control). It is trained by MSE to the target, with the training's batches (the learning
+config's data pipeline, augmentation included) and optimizer, no noise and no diffusion.
+
+Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
+pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
+scored with benchmarks.learning.garment_metrics (PSNR, SSIM, detail and pattern corr. on the
+garment); the references are copying I_c pixel for pixel (``copy_garment_input``, what reading I_c
+at the token's own place gives) and the target's flat twin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from benchmarks import learning
+from benchmarks.learning_copy import POSITIONS
+
+SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "pattern_corr_garment")
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace]:
+  """(this probe's args, benchmarks.learning args) from ``FLAGS -- LEARNING_FLAGS``."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  split = argv.index("--") if "--" in argv else len(argv)
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--json", default="", help="also write every run's result here")
+  p.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
+  p.add_argument("--eval_every", type=int, default=250)
+  args = p.parse_args(argv[:split])
+  if args.eval_every < 1:
+    p.error(f"--eval_every={args.eval_every} must be >= 1")
+  return args, learning.parse_args(argv[split + 1:])
+
+
+def make_copier(config, position: str, seed: int):
+  """The one-layer network of the module docstring, at config.model's level 0."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
+
+  m = config.model
+  channels = m.channels[0]
+
+  class Copier(nnx.Module):
+
+    def __init__(self, rngs: nnx.Rngs):
+      kw = {"rngs": rngs, "dtype": jnp.float32}
+      self.embed_person = layers.conv(3, channels, 1, **kw)
+      self.embed_garment = layers.conv(3, channels, 1, **kw)
+      self.attn = layers.CrossAttention(channels, channels, m.head_dim, position=position,
+                                        grid_side=m.resolution, **kw)
+      self.out = layers.conv(channels, 3, 1, **kw)
+
+    def __call__(self, agnostic, garment):
+      """agnostic, garment: [B, R, R, 3] -> the predicted person [B, R, R, 3]."""
+      h = self.attn(self.embed_person(agnostic), self.embed_garment(garment))
+      return agnostic + self.out(h)
+
+  with nnx.use_eager_sharding(False):
+    return Copier(nnx.Rngs(seed))
+
+
+def train_copier(config, position: str, steps: int, eval_every: int, held_out: tuple,
+                 seed: int) -> tuple[dict, np.ndarray]:
+  """Trains one copier; returns (its result, its held-out predictions [N, R, R, 3])."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import optim  # pylint: disable=g-import-not-at-top
+
+  batch, masks, twin = held_out
+  graphdef, params = nnx.split(make_copier(config, position, seed), nnx.Param)
+  tx = optim.make_optimizer(config.train)
+  opt_state = tx.init(params)
+
+  def predict(p, agnostic, garment):
+    return nnx.merge(graphdef, p)(agnostic, garment)
+
+  @jax.jit
+  def step(p, opt_state, agnostic, garment, target):
+    def loss_fn(p):
+      return jnp.mean((predict(p, agnostic, garment) - target) ** 2)
+    loss, grads = jax.value_and_grad(loss_fn)(p)
+    updates, opt_state = tx.update(grads, opt_state, p)
+    return optax.apply_updates(p, updates), opt_state, loss
+
+  evaluate = jax.jit(predict)
+
+  def score(p):
+    pred = np.asarray(evaluate(p, batch["agnostic"], batch["garment"]))
+    metrics = learning.garment_metrics(pred, batch["person"], masks, twin)
+    return pred, {k: metrics[k] for k in SCORES}
+
+  curve = [{"step": 0, **score(params)[1]}]
+  data = iter(pipeline.make_train_dataset(config))
+  start = time.perf_counter()
+  for i in range(1, steps + 1):
+    b = next(data)
+    params, opt_state, loss = step(params, opt_state, *(np.asarray(b[k]) for k in
+                                                        ("agnostic", "garment", "person")))
+    if i % eval_every == 0 or i == steps:
+      curve.append({"step": i, "train_loss": float(loss), **score(params)[1]})
+  seconds = time.perf_counter() - start
+  pred, _ = score(params)
+  final = learning.garment_metrics(pred, batch["person"], masks, twin)
+  return {"position": position, "steps": steps, "seconds": round(seconds, 1),
+          "params": int(sum(x.size for x in jax.tree.leaves(params))), **final,
+          "curve": curve}, pred
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  args, largs = parse_args(argv)
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  data = learning.prepare_data(largs)
+  config = learning.make_config("parallel", largs, data["train"][0])
+  batch, masks = learning.eval_batch(config, data, largs.eval_split, largs.num_test)
+  twin = learning.flat_twin_targets(config, data, largs.eval_split, batch, masks)
+  result = {"command": common.command_line(), "device": common.device_info(),
+            "learning_flags": vars(largs), "eval_ids": learning.batch_ids(batch),
+            "reference": {
+                "copy_garment_input": learning.garment_metrics(batch["garment"], batch["person"],
+                                                               masks, twin),
+                "flat_twin": learning.garment_metrics(twin, batch["person"], masks, twin)},
+            "runs": {}}
+  outputs = {}
+  for position in args.positions:
+    run, outputs[position] = train_copier(config, position, largs.steps, args.eval_every,
+                                          (batch, masks, twin), largs.seed)
+    common.emit({"position": position, **{k: run[k] for k in ("steps", "seconds", "params",
+                                                               *SCORES)}})
+    result["runs"][position] = run
+  if args.json:
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=1)
+  return result
+
+
+if __name__ == "__main__":
+  main()
