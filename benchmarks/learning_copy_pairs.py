@@ -17,6 +17,13 @@ position code (``fourier``), or by content, which the grey agnostic area does no
 the control). It is trained by MSE to the target, with the training's batches (the learning
 config's data pipeline, augmentation included) and optimizer, no noise and no diffusion.
 
+``--lined_up`` replaces every I_c, in training and scoring, by the pair's own cloth image
+segmented as the converter segments it but cut with the *person's* crop instead of the garment's
+(lined_up_garments): in the same-pose set (``--same_pose``) the cloth image is the person's own
+rendering, so I_c then sits pixel for pixel where the target shows the garment, and reading it at
+the token's own place is the whole copy. Training then walks the training records in file order
+(epoch after epoch, no flips), as they must be matched to their raw cloth images by id.
+
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
 scored with benchmarks.learning.garment_metrics (PSNR, SSIM, detail and pattern corr. on the
@@ -27,10 +34,12 @@ at the token's own place gives) and the target's flat twin.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -48,10 +57,65 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   p.add_argument("--json", default="", help="also write every run's result here")
   p.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
   p.add_argument("--eval_every", type=int, default=250)
+  p.add_argument("--lined_up", action="store_true",
+                 help="I_c cut with the person's crop (lined_up_garments); needs --same_pose")
   args = p.parse_args(argv[:split])
   if args.eval_every < 1:
     p.error(f"--eval_every={args.eval_every} must be >= 1")
-  return args, learning.parse_args(argv[split + 1:])
+  largs = learning.parse_args(argv[split + 1:])
+  if args.lined_up and not largs.same_pose:
+    p.error("--lined_up needs the same-pose set (--same_pose after --): elsewhere the cloth "
+            "image shows another pose")
+  return args, largs
+
+
+def lined_up_garments(records_glob: str, raw_root: str, split: str, ids: Sequence[str],
+                      resolution: int) -> np.ndarray:
+  """I_c of each record in ``ids`` [N, R, R, 3] in [-1, 1]: its raw cloth image times its cloth
+  mask (the converter's segmentation), cut with the record's person crop, not its garment crop."""
+  from data_pipelines import _convert  # pylint: disable=g-import-not-at-top
+  from tryon_jax.data import pipeline, preprocess, schema, tfrecord  # pylint: disable=g-import-not-at-top
+  threshold = _convert.make_options().garment_mask_threshold
+  by_id = {}
+  for path in sorted(glob.glob(records_glob)):
+    for _, raw in tfrecord.read_tfrecord(path):
+      rec = schema.deserialize(raw)
+      by_id[rec.id] = rec
+  out = []
+  for rid in ids:
+    rec = by_id[rid]
+    cloth_dir = os.path.join(raw_root, split, "cloth")
+    cloth = _convert.read_rgb(os.path.join(cloth_dir, rec.garment_id + ".jpg"), "cloth image")
+    mask = _convert.read_mask(os.path.join(raw_root, split, "cloth-mask", rec.garment_id + ".jpg"),
+                              threshold)
+    crop = tuple(int(round(v)) for v in rec.person_crop)
+    out.append(pipeline.to_float(preprocess.crop_resize(
+        preprocess.segment_garment(cloth, mask), crop, resolution, nearest=False,
+        pad_mode="constant", pad_value=0)))
+  return np.stack(out)
+
+
+def file_order_batches(config, records_glob: str, raw_root: str, split: str,
+                       lined_up: bool) -> Iterator[dict]:
+  """Endless batches of config.train.batch_size training records in file order (eval decoding,
+  no flips), I_c lined up (lined_up_garments) if asked; the last partial batch of an epoch is
+  dropped."""
+  from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  size, resolution = int(config.train.batch_size), int(config.data.resolution)
+  garments = None
+  while True:
+    for batch in pipeline.make_eval_dataset(config, records_glob, size):
+      if batch["valid"].min() < 1:
+        break
+      batch = dict(batch)
+      if lined_up:
+        if garments is None:
+          ids = [i for b in pipeline.make_eval_dataset(config, records_glob, size)
+                 for i, v in zip(learning.batch_ids(b), b["valid"]) if v > 0]
+          garments = dict(zip(ids, lined_up_garments(records_glob, raw_root, split, ids,
+                                                     resolution)))
+        batch["garment"] = np.stack([garments[i] for i in learning.batch_ids(batch)])
+      yield batch
 
 
 def make_copier(config, position: str, seed: int):
@@ -83,13 +147,13 @@ def make_copier(config, position: str, seed: int):
 
 
 def train_copier(config, position: str, steps: int, eval_every: int, held_out: tuple,
-                 seed: int) -> tuple[dict, np.ndarray]:
-  """Trains one copier; returns (its result, its held-out predictions [N, R, R, 3])."""
+                 seed: int, batches: Iterator[dict]) -> tuple[dict, np.ndarray]:
+  """Trains one copier on ``batches``; returns (its result, its held-out predictions
+  [N, R, R, 3])."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import optim  # pylint: disable=g-import-not-at-top
 
   batch, masks, twin = held_out
@@ -116,10 +180,9 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
     return pred, {k: metrics[k] for k in SCORES}
 
   curve = [{"step": 0, **score(params)[1]}]
-  data = iter(pipeline.make_train_dataset(config))
   start = time.perf_counter()
   for i in range(1, steps + 1):
-    b = next(data)
+    b = next(batches)
     params, opt_state, loss = step(params, opt_state, *(np.asarray(b[k]) for k in
                                                         ("agnostic", "garment", "person")))
     if i % eval_every == 0 or i == steps:
@@ -139,8 +202,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
   config = learning.make_config("parallel", largs, data["train"][0])
   batch, masks = learning.eval_batch(config, data, largs.eval_split, largs.num_test)
   twin = learning.flat_twin_targets(config, data, largs.eval_split, batch, masks)
+  if args.lined_up:
+    batch["garment"] = lined_up_garments(*data[largs.eval_split], largs.eval_split,
+                                         learning.batch_ids(batch), int(config.data.resolution))
   result = {"command": common.command_line(), "device": common.device_info(),
-            "learning_flags": vars(largs), "eval_ids": learning.batch_ids(batch),
+            "lined_up": args.lined_up, "learning_flags": vars(largs),
+            "eval_ids": learning.batch_ids(batch),
             "reference": {
                 "copy_garment_input": learning.garment_metrics(batch["garment"], batch["person"],
                                                                masks, twin),
@@ -148,8 +215,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "runs": {}}
   outputs = {}
   for position in args.positions:
+    if args.lined_up:
+      batches = file_order_batches(config, *data["train"], "train", lined_up=True)
+    else:
+      from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+      batches = iter(pipeline.make_train_dataset(config))
     run, outputs[position] = train_copier(config, position, largs.steps, args.eval_every,
-                                          (batch, masks, twin), largs.seed)
+                                          (batch, masks, twin), largs.seed, batches)
     common.emit({"position": position, **{k: run[k] for k in ("steps", "seconds", "params",
                                                                *SCORES)}})
     result["runs"][position] = run

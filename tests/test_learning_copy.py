@@ -88,3 +88,33 @@ def test_main_writes_one_run_per_task_position_and_noise(tmp_path):
     assert r["even_right_mass"] == 1 / 16 and r["lr"] == learning.get_config().train.lr
   with pytest.raises(SystemExit, match="--level=5"):
     learning_copy.main(["--level", "5"])
+
+
+def test_lined_up_garments_sit_where_the_target_shows_the_garment(tmp_path):
+  from benchmarks import learning as study  # pylint: disable=g-import-not-at-top
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  largs = study.parse_args(["--workdir", str(tmp_path), "--same_pose", "--num_train", "8",
+                            "--num_test", "3", "--synthetic_resolution", "64",
+                            "--set", "train.batch_size=4"])
+  data = study.prepare_data(largs)
+  config = study.make_config("parallel", largs, data["train"][0])
+  batch, masks = study.eval_batch(config, data, "test", 3)
+  lined = learning_copy_pairs.lined_up_garments(*data["test"], "test", study.batch_ids(batch), 32)
+  assert lined.shape == batch["garment"].shape and lined.min() >= -1 and lined.max() <= 1
+
+  def garment_error(garment):  # mean square error on the target's garment pixels
+    return float(np.mean((garment - batch["person"])[masks] ** 2))
+
+  # Cut with the person's crop, I_c lies on the target's garment; the record's own I_c (cut with
+  # the garment's crop) is scaled and moved off it.
+  assert garment_error(lined) < 0.5 * garment_error(batch["garment"])
+  # Training batches: file order, every epoch the same records, I_c replaced by the lined-up one.
+  batches = learning_copy_pairs.file_order_batches(config, *data["train"], "train", lined_up=True)
+  epoch = [next(batches) for _ in range(2)]
+  again = [next(batches) for _ in range(2)]
+  ids = [study.batch_ids(b) for b in epoch]
+  assert ids == [study.batch_ids(b) for b in again] and ids[0] != ids[1]
+  train_lined = learning_copy_pairs.lined_up_garments(*data["train"], "train", ids[1], 32)
+  np.testing.assert_array_equal(epoch[1]["garment"], train_lined)
+  with pytest.raises(SystemExit):
+    learning_copy_pairs.parse_args(["--lined_up", "--", "--workdir", str(tmp_path)])
