@@ -194,17 +194,24 @@ def _check_made_with(raw: str, split: str, args: argparse.Namespace) -> None:
                        f"made with {made[key]}; use another --workdir")
 
 
-def garment_masks(records_glob: str, raw_root: str, split: str, ids: Sequence[str],
-                  resolution: int) -> np.ndarray:
-  """Target garment masks [N, R, R] bool, in the order of ``ids``: the target's upper-clothes
-  labels from the raw parse map, cut and resized with the record's own square crop."""
-  from data_pipelines import _convert  # pylint: disable=g-import-not-at-top
-  from tryon_jax.data import labels, preprocess, schema, tfrecord  # pylint: disable=g-import-not-at-top
+def records_by_id(records_glob: str) -> dict:
+  """{record id: schema.TryOnRecord} of every record in the TFRecord files of ``records_glob``."""
+  from tryon_jax.data import schema, tfrecord  # pylint: disable=g-import-not-at-top
   by_id = {}
   for path in sorted(glob.glob(records_glob)):
     for _, raw in tfrecord.read_tfrecord(path):
       rec = schema.deserialize(raw)
       by_id[rec.id] = rec
+  return by_id
+
+
+def garment_masks(records_glob: str, raw_root: str, split: str, ids: Sequence[str],
+                  resolution: int) -> np.ndarray:
+  """Target garment masks [N, R, R] bool, in the order of ``ids``: the target's upper-clothes
+  labels from the raw parse map, cut and resized with the record's own square crop."""
+  from data_pipelines import _convert  # pylint: disable=g-import-not-at-top
+  from tryon_jax.data import labels, preprocess  # pylint: disable=g-import-not-at-top
+  by_id = records_by_id(records_glob)
   masks = []
   for rid in ids:
     rec = by_id[rid]

@@ -34,7 +34,6 @@ at the token's own place gives) and the target's flat twin.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -74,20 +73,15 @@ def lined_up_garments(records_glob: str, raw_root: str, split: str, ids: Sequenc
   """I_c of each record in ``ids`` [N, R, R, 3] in [-1, 1]: its raw cloth image times its cloth
   mask (the converter's segmentation), cut with the record's person crop, not its garment crop."""
   from data_pipelines import _convert  # pylint: disable=g-import-not-at-top
-  from tryon_jax.data import pipeline, preprocess, schema, tfrecord  # pylint: disable=g-import-not-at-top
+  from tryon_jax.data import pipeline, preprocess  # pylint: disable=g-import-not-at-top
   threshold = _convert.make_options().garment_mask_threshold
-  by_id = {}
-  for path in sorted(glob.glob(records_glob)):
-    for _, raw in tfrecord.read_tfrecord(path):
-      rec = schema.deserialize(raw)
-      by_id[rec.id] = rec
+  by_id = learning.records_by_id(records_glob)
   out = []
   for rid in ids:
     rec = by_id[rid]
-    cloth_dir = os.path.join(raw_root, split, "cloth")
-    cloth = _convert.read_rgb(os.path.join(cloth_dir, rec.garment_id + ".jpg"), "cloth image")
-    mask = _convert.read_mask(os.path.join(raw_root, split, "cloth-mask", rec.garment_id + ".jpg"),
-                              threshold)
+    name = rec.garment_id + ".jpg"
+    cloth = _convert.read_rgb(os.path.join(raw_root, split, "cloth", name), "cloth image")
+    mask = _convert.read_mask(os.path.join(raw_root, split, "cloth-mask", name), threshold)
     crop = tuple(int(round(v)) for v in rec.person_crop)
     out.append(pipeline.to_float(preprocess.crop_resize(
         preprocess.segment_garment(cloth, mask), crop, resolution, nearest=False,
