@@ -267,7 +267,8 @@ def train_variant(config, workdir: str, init_fn=None) -> float:
   """Trains one variant to config.train.num_steps (resuming a partial run); returns the wall
   seconds the training took. They are kept in WORKDIR/train_seconds.json, and a complete run is not
   trained again, so variants trained by separate processes (one per core: ``--variants parallel``
-  and ``--variants concat``) are reported by a later run over both."""
+  and ``--variants concat``) are reported by a later run over both. ``init_fn`` goes to
+  loop.train, which calls it only when the run starts from scratch (plant_place_attention)."""
   from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
   timing = os.path.join(workdir, "train_seconds.json")
   done = {"train_seconds": 0.0, "step": 0}

@@ -141,9 +141,8 @@ def make_copier(config, position: str, seed: int):
 
 
 def train_copier(config, position: str, steps: int, eval_every: int, held_out: tuple,
-                 seed: int, batches: Iterator[dict]) -> tuple[dict, np.ndarray]:
-  """Trains one copier on ``batches``; returns (its result, its held-out predictions
-  [N, R, R, 3])."""
+                 seed: int, batches: Iterator[dict]) -> dict:
+  """Trains one copier on ``batches``; returns its final scores and its curve."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
@@ -168,25 +167,25 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
 
   evaluate = jax.jit(predict)
 
-  def score(p):
+  def score(p) -> dict:
     pred = np.asarray(evaluate(p, batch["agnostic"], batch["garment"]))
-    metrics = learning.garment_metrics(pred, batch["person"], masks, twin)
-    return pred, {k: metrics[k] for k in SCORES}
+    return learning.garment_metrics(pred, batch["person"], masks, twin)
 
-  curve = [{"step": 0, **score(params)[1]}]
+  def curve_point(p) -> dict:
+    return {k: v for k, v in score(p).items() if k in SCORES}
+
+  curve = [{"step": 0, **curve_point(params)}]
   start = time.perf_counter()
   for i in range(1, steps + 1):
     b = next(batches)
     params, opt_state, loss = step(params, opt_state, *(np.asarray(b[k]) for k in
                                                         ("agnostic", "garment", "person")))
     if i % eval_every == 0 or i == steps:
-      curve.append({"step": i, "train_loss": float(loss), **score(params)[1]})
+      curve.append({"step": i, "train_loss": float(loss), **curve_point(params)})
   seconds = time.perf_counter() - start
-  pred, _ = score(params)
-  final = learning.garment_metrics(pred, batch["person"], masks, twin)
   return {"position": position, "steps": steps, "seconds": round(seconds, 1),
-          "params": int(sum(x.size for x in jax.tree.leaves(params))), **final,
-          "curve": curve}, pred
+          "params": int(sum(x.size for x in jax.tree.leaves(params))), **score(params),
+          "curve": curve}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -207,15 +206,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                                masks, twin),
                 "flat_twin": learning.garment_metrics(twin, batch["person"], masks, twin)},
             "runs": {}}
-  outputs = {}
   for position in args.positions:
     if args.lined_up:
       batches = file_order_batches(config, *data["train"], "train", lined_up=True)
     else:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))
-    run, outputs[position] = train_copier(config, position, largs.steps, args.eval_every,
-                                          (batch, masks, twin), largs.seed, batches)
+    run = train_copier(config, position, largs.steps, args.eval_every, (batch, masks, twin),
+                       largs.seed, batches)
     common.emit({"position": position, **{k: run[k] for k in ("steps", "seconds", "params",
                                                                *SCORES)}})
     result["runs"][position] = run
