@@ -97,11 +97,12 @@ def make_batch(key, task: str, batch: int, side: int, channels: int, tag_channel
   elif task == "content":
     read = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(k_perm, batch))
     scored = jnp.arange(channels) >= tag_channels
-    tags = jnp.take_along_axis(context, read[..., None], axis=1)
-    x = jnp.where(scored, 0.0, tags)  # p carries pi(p)'s tag, nothing else
   else:
     raise ValueError(f"task={task!r}: expected one of {TASKS}")
-  target = jnp.where(scored, jnp.take_along_axis(context, read[..., None], axis=1), 0.0)
+  to_read = jnp.take_along_axis(context, read[..., None], axis=1)  # pi(p)'s token at p
+  if task == "content":
+    x = jnp.where(scored, 0.0, to_read)  # p carries pi(p)'s tag, nothing else
+  target = jnp.where(scored, to_read, 0.0)
   shape = (batch, side, side, channels)
   return x.reshape(shape), context.reshape(shape), target.reshape(shape), read, scored
 

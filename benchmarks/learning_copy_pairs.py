@@ -96,18 +96,15 @@ def file_order_batches(config, records_glob: str, raw_root: str, split: str,
   dropped."""
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   size, resolution = int(config.train.batch_size), int(config.data.resolution)
-  garments = None
+  if lined_up:
+    ids = list(learning.records_by_id(records_glob))
+    garments = dict(zip(ids, lined_up_garments(records_glob, raw_root, split, ids, resolution)))
   while True:
     for batch in pipeline.make_eval_dataset(config, records_glob, size):
       if batch["valid"].min() < 1:
         break
       batch = dict(batch)
       if lined_up:
-        if garments is None:
-          ids = [i for b in pipeline.make_eval_dataset(config, records_glob, size)
-                 for i, v in zip(learning.batch_ids(b), b["valid"]) if v > 0]
-          garments = dict(zip(ids, lined_up_garments(records_glob, raw_root, split, ids,
-                                                     resolution)))
         batch["garment"] = np.stack([garments[i] for i in learning.batch_ids(batch)])
       yield batch
 
