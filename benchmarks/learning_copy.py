@@ -18,15 +18,27 @@ side, channels and head size), is trained alone with the training's optimizer (c
     it must read, pi(p), and must output that token's value. This is the paper's implicit warp:
     matching by content, not by place.
 
+Two place-task settings make the grid more like the study's images, step by step:
+  * ``--garment_fraction``: the garment covers about 6 % of the study's pixels and the rest of I_c
+    is black. Each example's garment is a square of that share of the grid at a random place;
+    garment tokens outside it are zero and so is the target there. The person features mark the
+    square (channel 0 is +1 inside, -1 outside), as the agnostic image's grey region does.
+  * ``--pattern_share``: a garment is mostly one colour, with the pattern a part of its variance
+    (58 % of the garment pixels' in the study). Each garment token is sqrt(1 - share) x a colour
+    drawn once per example plus sqrt(share) x its own token. Reading the garment evenly, without
+    its place, gives the colour: r2 = 1 - share; only the read by place gives the pattern.
+
 Each step draws a fresh batch (the task has no training set to overfit). ``--target_noise`` adds
 Gaussian noise of that standard deviation to the training targets (never to the held-out ones): the
 diffusion loss carries the pattern as a small part of a noisy target, and this shows how the noise
 slows the copy. Every --eval_every steps, on a fixed held-out batch:
   * ``r2``: 1 - MSE / mean square of the target, over the scored channels (0 = the mean, 1 = a
-    perfect copy);
-  * ``right_mass``: the attention weight on the garment token to be read (head mean; even
-    attention puts 1 / side^2 there).
-Per run: the curve, the first evaluated step with r2 >= 0.5 and >= 0.9 (null if never), seconds.
+    perfect copy); ``pattern_r2``: 1 - MSE / mean square of the target's pattern (the target less
+    its colour; r2 when there is no colour), 0 for the colour alone;
+  * ``right_mass``: the attention weight on the garment token to be read (head mean, over the
+    person tokens inside the garment; even attention puts 1 / side^2 there).
+Per run: the curve, the first evaluated step with r2 (and pattern_r2) >= 0.5 and >= 0.9 (null if
+never), seconds.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ import argparse
 import json
 import time
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,6 +67,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
   p.add_argument("--target_noise", nargs="+", type=float, default=[0.0],
                  help="standard deviations of the noise added to the training targets")
+  p.add_argument("--garment_fraction", nargs="+", type=float, default=[1.0],
+                 help="place task: share of the grid the garment covers (the rest is zero)")
+  p.add_argument("--pattern_share", nargs="+", type=float, default=[1.0],
+                 help="place task: share of each garment token's variance that is its own "
+                      "(the pattern); the rest is one colour per example")
   p.add_argument("--steps", type=int, default=2000)
   p.add_argument("--eval_every", type=int, default=100)
   p.add_argument("--tag_channels", type=int, default=0,
@@ -67,6 +85,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.error(f"--steps={args.steps} and --eval_every={args.eval_every} must be >= 1")
   if any(s < 0 for s in args.target_noise):
     p.error(f"--target_noise={args.target_noise}: standard deviations must be >= 0")
+  if any(not 0 < f <= 1 for f in args.garment_fraction):
+    p.error(f"--garment_fraction={args.garment_fraction}: shares must be in (0, 1]")
+  if any(not 0 < f <= 1 for f in args.pattern_share):
+    p.error(f"--pattern_share={args.pattern_share}: shares must be in (0, 1]")
+  if min(args.garment_fraction + args.pattern_share) < 1 and "content" in args.tasks:
+    p.error("--garment_fraction and --pattern_share below 1 are place-task settings: pass "
+            "--tasks place")
   return args
 
 
@@ -78,48 +103,82 @@ def layer_shape(config, level: int) -> dict[str, int]:
   return {"side": m.resolution >> level, "channels": m.channels[level], "head_dim": m.head_dim}
 
 
-def make_batch(key, task: str, batch: int, side: int, channels: int, tag_channels: int):
-  """One batch of the copy task.
+def garment_side(side: int, garment_fraction: float) -> int:
+  """Side of the square garment covering ``garment_fraction`` of a side x side grid."""
+  return max(1, min(side, round(side * garment_fraction ** 0.5)))
 
-  Returns (x [B, S, S, C] person features, context [B, S, S, C] garment features,
-  target [B, S, S, C] what the layer must add to x, read [B, S*S] int32 the garment token each
-  person token must read, scored [C] bool the channels scored).
-  """
+
+class CopyBatch(NamedTuple):
+  """One batch of the copy task (B examples, S x S tokens, C channels)."""
+  x: Any  # [B, S, S, C] person features
+  context: Any  # [B, S, S, C] garment features
+  target: Any  # [B, S, S, C] what the layer must add to x
+  read: Any  # [B, S*S] int32: the garment token each person token must read
+  scored: Any  # [C] bool: the channels scored
+  garment: Any  # [B, S*S] bool: the person tokens inside the garment, whose read is scored
+  pattern: Any  # [B, S, S, C] the target less its per-example colour: what only a read by place gives
+
+
+def make_batch(key, task: str, batch: int, side: int, channels: int, tag_channels: int,
+               garment_fraction: float = 1.0, pattern_share: float = 1.0) -> CopyBatch:
+  """One batch of the copy task; ``garment_fraction`` and ``pattern_share`` apply to ``place``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   n = side * side
-  k_x, k_ctx, k_perm = jax.random.split(key, 3)
+  k_x, k_ctx, k_perm, k_place, k_colour = jax.random.split(key, 5)
   context = jax.random.normal(k_ctx, (batch, n, channels))
   if task == "place":
     read = jnp.broadcast_to(jnp.arange(n), (batch, n))
     x = jax.random.normal(k_x, (batch, n, channels))
     scored = jnp.ones(channels, bool)
   elif task == "content":
+    if garment_fraction < 1 or pattern_share < 1:
+      raise ValueError(f"garment_fraction={garment_fraction}, pattern_share={pattern_share}: "
+                       "the content task takes neither")
     read = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(k_perm, batch))
     scored = jnp.arange(channels) >= tag_channels
   else:
     raise ValueError(f"task={task!r}: expected one of {TASKS}")
+  g = garment_side(side, garment_fraction)
+  corner = jax.random.randint(k_place, (batch, 2, 1), 0, side - g + 1)  # top-left (row, col)
+  rows, cols = jnp.divmod(jnp.arange(n), side)
+  garment = ((rows >= corner[:, 0]) & (rows < corner[:, 0] + g)
+             & (cols >= corner[:, 1]) & (cols < corner[:, 1] + g))  # [B, n]
+  colour = (1.0 - pattern_share) ** 0.5 * jax.random.normal(k_colour, (batch, 1, channels))
+  pattern = pattern_share ** 0.5 * context * garment[..., None]
+  context = colour * garment[..., None] + pattern
+  if garment_fraction < 1:  # as the agnostic image's grey region does, x marks the garment
+    x = x.at[..., 0].set(jnp.where(garment, 1.0, -1.0))
   to_read = jnp.take_along_axis(context, read[..., None], axis=1)  # pi(p)'s token at p
   if task == "content":
     x = jnp.where(scored, 0.0, to_read)  # p carries pi(p)'s tag, nothing else
   target = jnp.where(scored, to_read, 0.0)
+  pattern = jnp.where(scored, jnp.take_along_axis(pattern, read[..., None], axis=1), 0.0)
   shape = (batch, side, side, channels)
-  return x.reshape(shape), context.reshape(shape), target.reshape(shape), read, scored
+  return CopyBatch(x.reshape(shape), context.reshape(shape), target.reshape(shape), read, scored,
+                   garment, pattern.reshape(shape))
 
 
-def copy_scores(delta, target, weights, read, scored) -> dict[str, float]:
-  """delta, target: [B, S, S, C]; weights: [B, heads, T, S'] ; read: [B, T] -> r2, right_mass."""
-  d = np.asarray(delta)[..., np.asarray(scored)]
-  t = np.asarray(target)[..., np.asarray(scored)]
-  r2 = 1.0 - float(np.mean((d - t) ** 2) / np.mean(t ** 2))
+def copy_scores(delta, weights, batch: CopyBatch) -> dict[str, float]:
+  """delta: [B, S, S, C] the layer's output less x; weights: [B, heads, S*S, S*S].
+
+  Returns ``r2`` (1 - MSE / mean square of the target) and ``pattern_r2`` (the same MSE over the
+  mean square of the target's pattern: 0 for the colour alone) over the scored channels, and
+  ``right_mass`` over the person tokens inside the garment.
+  """
+  scored = np.asarray(batch.scored)
+  d, t, pattern = (np.asarray(a)[..., scored] for a in (delta, batch.target, batch.pattern))
+  mse = float(np.mean((d - t) ** 2))
   w = np.asarray(weights).mean(axis=1)  # [B, T, S']
-  right = np.take_along_axis(w, np.asarray(read)[..., None], axis=-1)
-  return {"r2": r2, "right_mass": float(right.mean())}
+  right = np.take_along_axis(w, np.asarray(batch.read)[..., None], axis=-1)[..., 0]
+  return {"r2": 1.0 - mse / float(np.mean(t ** 2)),
+          "pattern_r2": 1.0 - mse / float(np.mean(pattern ** 2)),
+          "right_mass": float(right[np.asarray(batch.garment)].mean())}
 
 
 def train_copy(config, shape: dict[str, int], task: str, position: str, target_noise: float,
                steps: int, eval_every: int, tag_channels: int, eval_batch: int,
-               seed: int) -> dict:
+               seed: int, garment_fraction: float = 1.0, pattern_share: float = 1.0) -> dict:
   """Trains one fresh cross-attention layer on the copy task; returns its curve and marks."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -144,30 +203,29 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
   @jax.jit
   def step(p, opt_state, key):
     k_batch, k_noise = jax.random.split(key)
-    x, context, target, _, scored = make_batch(k_batch, task, batch, side, channels, tags)
-    noisy = target + target_noise * jax.random.normal(k_noise, target.shape) * scored
+    b = make_batch(k_batch, task, batch, side, channels, tags, garment_fraction, pattern_share)
+    noisy = b.target + target_noise * jax.random.normal(k_noise, b.target.shape) * b.scored
 
     def loss_fn(p):
-      return jnp.mean((delta(p, x, context) - noisy) ** 2)
+      return jnp.mean((delta(p, b.x, b.context) - noisy) ** 2)
 
     loss, grads = jax.value_and_grad(loss_fn)(p)
     updates, opt_state = tx.update(grads, opt_state, p)
     return optax.apply_updates(p, updates), opt_state, loss
 
-  held_out = make_batch(jax.random.key(seed + 10_000), task, eval_batch, side, channels, tags)
+  held_out = make_batch(jax.random.key(seed + 10_000), task, eval_batch, side, channels, tags,
+                        garment_fraction, pattern_share)
 
   @jax.jit
   def evaluate(p):
-    x, context, target, _, _ = held_out
     model = nnx.merge(graphdef, p)
     model.record_weights = True
-    out, recorded = nnx.capture(model, nnx.Intermediate)(x, context)
+    out, recorded = nnx.capture(model, nnx.Intermediate)(held_out.x, held_out.context)
     (weights,) = recorded["weights"].get_value()
-    return out - x, weights
+    return out - held_out.x, weights
 
   def score(p):
-    d, w = evaluate(p)
-    return copy_scores(d, held_out[2], w, held_out[3], held_out[4])
+    return copy_scores(*evaluate(p), held_out)
 
   curve = [{"step": 0, **score(params)}]
   key = jax.random.key(seed)
@@ -178,12 +236,14 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
     if i % eval_every == 0 or i == steps:
       curve.append({"step": i, "train_loss": float(loss), **score(params)})
   seconds = time.perf_counter() - start
-  marks = {f"steps_to_r2_{m}": next((c["step"] for c in curve if c["r2"] >= m), None)
-           for m in R2_MARKS}
-  return {"task": task, "position": position, "target_noise": target_noise, **shape,
-          "heads": channels // shape["head_dim"], "tag_channels": tags if task == "content" else 0,
-          "batch": batch, "lr": config.train.lr, "steps": steps, "seconds": round(seconds, 1),
-          "final_r2": curve[-1]["r2"], "final_right_mass": curve[-1]["right_mass"],
+  marks = {f"steps_to_{score}_{m}": next((c["step"] for c in curve if c[score] >= m), None)
+           for score in ("r2", "pattern_r2") for m in R2_MARKS}
+  return {"task": task, "position": position, "target_noise": target_noise,
+          "garment_fraction": garment_fraction, "garment_side": garment_side(side, garment_fraction),
+          "pattern_share": pattern_share, **shape, "heads": channels // shape["head_dim"],
+          "tag_channels": tags if task == "content" else 0, "batch": batch, "lr": config.train.lr,
+          "steps": steps, "seconds": round(seconds, 1), "final_r2": curve[-1]["r2"],
+          "final_pattern_r2": curve[-1]["pattern_r2"], "final_right_mass": curve[-1]["right_mass"],
           "even_right_mass": 1.0 / (side * side), **marks, "curve": curve}
 
 
@@ -201,10 +261,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
   for task in args.tasks:
     for position in args.positions:
       for noise in args.target_noise:
-        result = train_copy(config, shape, task, position, noise, args.steps, args.eval_every,
-                            args.tag_channels, args.eval_batch, args.seed)
-        common.emit({k: v for k, v in result.items() if k != "curve"})
-        results.append(result)
+        for fraction in args.garment_fraction:
+          for share in args.pattern_share:
+            result = train_copy(config, shape, task, position, noise, args.steps,
+                                args.eval_every, args.tag_channels, args.eval_batch, args.seed,
+                                fraction, share)
+            common.emit({k: v for k, v in result.items() if k != "curve"})
+            results.append(result)
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:
       json.dump({"command": common.command_line(), "level": args.level, "seed": args.seed,

@@ -15,8 +15,10 @@ SHAPE = {"side": 4, "channels": 16, "head_dim": 8}  # 16 tokens, 2 heads: compil
 
 
 def test_place_task_copies_each_garment_token_to_its_own_place():
-  x, context, target, read, scored = learning_copy.make_batch(jax.random.key(0), "place", 3, 4,
-                                                              16, 8)
+  x, context, target, read, scored, garment, pattern = learning_copy.make_batch(
+      jax.random.key(0), "place", 3, 4, 16, 8)
+  assert bool(np.all(np.asarray(garment)))  # the garment covers the grid by default
+  np.testing.assert_array_equal(np.asarray(pattern), np.asarray(target))  # and has no colour
   assert x.shape == context.shape == target.shape == (3, 4, 4, 16)
   np.testing.assert_array_equal(np.asarray(target), np.asarray(context))
   np.testing.assert_array_equal(np.asarray(read), np.tile(np.arange(16), (3, 1)))
@@ -25,8 +27,8 @@ def test_place_task_copies_each_garment_token_to_its_own_place():
 
 
 def test_content_task_person_tokens_carry_the_tag_of_the_token_they_must_read():
-  x, context, target, read, scored = learning_copy.make_batch(jax.random.key(1), "content", 3, 4,
-                                                              16, 6)
+  x, context, target, read, scored, _, _ = learning_copy.make_batch(jax.random.key(1), "content",
+                                                                    3, 4, 16, 6)
   x, context, target, read = (np.asarray(a).reshape(3, 16, 16) if a.ndim == 4 else np.asarray(a)
                               for a in (x, context, target, read))
   scored = np.asarray(scored)
@@ -41,6 +43,49 @@ def test_content_task_person_tokens_carry_the_tag_of_the_token_they_must_read():
   assert not np.array_equal(read[0], read[1])  # each example its own warp
 
 
+def test_a_garment_fraction_leaves_a_square_garment_on_a_zero_background():
+  b = learning_copy.make_batch(jax.random.key(2), "place", 64, 8, 4, 0, garment_fraction=0.25)
+  x, context, target = (np.asarray(a).reshape(64, 64, -1) for a in (b.x, b.context, b.target))
+  garment = np.asarray(b.garment)
+  np.testing.assert_array_equal(x[..., 0], np.where(garment, 1.0, -1.0))  # x marks the garment
+  assert learning_copy.garment_side(8, 0.25) == 4
+  np.testing.assert_array_equal(garment.sum(axis=1), 16)  # a 4 x 4 square in every example
+  for b in range(64):
+    rows, cols = np.nonzero(garment[b].reshape(8, 8))
+    assert np.ptp(rows) == np.ptp(cols) == 3
+  np.testing.assert_array_equal(target, context)  # still the own-place copy
+  np.testing.assert_array_equal(context[~garment], 0)
+  assert np.all(context[garment] != 0)
+  corners = {(int(np.nonzero(g.reshape(8, 8))[0][0]), int(np.nonzero(g.reshape(8, 8))[1][0]))
+             for g in garment}
+  assert len(corners) > 10  # the garment's place varies between examples
+  assert learning_copy.garment_side(8, 0.06) == 2 and learning_copy.garment_side(4, 1e-3) == 1
+  with pytest.raises(ValueError, match="garment_fraction"):
+    learning_copy.make_batch(jax.random.key(2), "content", 2, 8, 4, 2, garment_fraction=0.5)
+
+
+def test_a_pattern_share_gives_each_garment_one_colour_and_a_pattern_of_that_share():
+  b = learning_copy.make_batch(jax.random.key(3), "place", 256, 4, 8, 0, garment_fraction=0.25,
+                               pattern_share=0.2)
+  target, pattern = (np.asarray(a).reshape(256, 16, 8) for a in (b.target, b.pattern))
+  garment = np.asarray(b.garment)
+  colour = target - pattern
+  np.testing.assert_array_equal(colour[~garment], 0)
+  for e in range(256):  # one colour per example, on its garment only
+    np.testing.assert_allclose(colour[e][garment[e]], colour[e][garment[e]][:1].repeat(4, 0),
+                               atol=1e-6)
+  assert not np.allclose(colour[0][garment[0]][0], colour[1][garment[1]][0])
+  inside = garment[..., None].repeat(8, -1)
+  share = np.mean(pattern[inside] ** 2) / np.mean(target[inside] ** 2)
+  assert share == pytest.approx(0.2, abs=0.02)
+  # The colour alone scores r2 = 1 - share and pattern_r2 = 0; the copy scores 1 on both.
+  even = np.full((256, 1, 16, 16), 1 / 16)
+  alone = learning_copy.copy_scores(colour.reshape(b.target.shape), even, b)
+  assert alone["r2"] == pytest.approx(0.8, abs=0.02) and alone["pattern_r2"] == pytest.approx(0)
+  copy = learning_copy.copy_scores(b.target, even, b)
+  assert copy["r2"] == copy["pattern_r2"] == 1.0
+
+
 def test_copy_scores_give_one_for_a_copy_and_zero_for_the_mean():
   rng = np.random.default_rng(0)
   target = rng.normal(size=(2, 4, 4, 8))
@@ -48,14 +93,21 @@ def test_copy_scores_give_one_for_a_copy_and_zero_for_the_mean():
   on_place = np.zeros((2, 2, 16, 16))
   on_place[:, :, np.arange(16), read[0]] = 1.0
   scored = np.arange(8) >= 2
-  hit = learning_copy.copy_scores(target, target, on_place, read, scored)
-  assert hit == {"r2": 1.0, "right_mass": 1.0}
+  batch = learning_copy.CopyBatch(x=None, context=None, target=target, read=read, scored=scored,
+                                  garment=np.ones((2, 16), bool), pattern=target)
+  hit = learning_copy.copy_scores(target, on_place, batch)
+  assert hit == {"r2": 1.0, "pattern_r2": 1.0, "right_mass": 1.0}
   even = np.full((2, 2, 16, 16), 1 / 16)
-  miss = learning_copy.copy_scores(np.zeros_like(target), target, even, read, scored)
+  miss = learning_copy.copy_scores(np.zeros_like(target), even, batch)
   assert miss["r2"] == 0.0 and miss["right_mass"] == pytest.approx(1 / 16)
+  # right_mass counts the person tokens inside the garment only.
+  half = np.tile(np.arange(16) < 8, (2, 1))
+  mixed = np.where(half[:, None, :, None], on_place, even)
+  assert learning_copy.copy_scores(target, mixed, batch._replace(garment=half))[
+      "right_mass"] == 1.0
   # Only the scored channels count: errors elsewhere change nothing.
   noisy = target + 5.0 * (~scored)
-  assert learning_copy.copy_scores(noisy, target, on_place, read, scored)["r2"] == 1.0
+  assert learning_copy.copy_scores(noisy, on_place, batch)["r2"] == 1.0
 
 
 def test_position_code_lets_the_layer_copy_by_place_and_nothing_else_does():
@@ -86,6 +138,19 @@ def test_main_writes_one_run_per_task_position_and_noise(tmp_path):
     assert (r["side"], r["channels"], r["heads"], r["tag_channels"]) == (4, 32, 4, 16)
     assert [c["step"] for c in r["curve"]] == [0, 1, 2] and np.isfinite(r["final_r2"])
     assert r["even_right_mass"] == 1 / 16 and r["lr"] == learning.get_config().train.lr
+    assert (r["garment_fraction"], r["garment_side"]) == (1.0, 4)
+  small = ["--set", "model.resolution=8", "--set", "model.channels=(16,32)", "--set",
+           "model.head_dim=8", "--eval_batch", "2", "--steps", "1", "--tasks", "place",
+           "--positions", "fourier"]
+  runs = learning_copy.main(small + ["--garment_fraction", "1", "0.25", "--pattern_share", "1",
+                                     "0.5"])
+  assert [(r["garment_fraction"], r["garment_side"], r["pattern_share"]) for r in runs] == [
+      (1.0, 4, 1.0), (1.0, 4, 0.5), (0.25, 2, 1.0), (0.25, 2, 0.5)]
+  for r in runs:  # without a colour the two scores are one
+    assert (r["final_pattern_r2"] == r["final_r2"]) == (r["pattern_share"] == 1.0)
+  for setting in ("--garment_fraction", "--pattern_share"):
+    with pytest.raises(SystemExit):  # argparse: place-task settings
+      learning_copy.main(small[:-4] + [setting, "0.5"])
   with pytest.raises(SystemExit, match="--level=5"):
     learning_copy.main(["--level", "5"])
 
