@@ -37,6 +37,9 @@ slows the copy. Every --eval_every steps, on a fixed held-out batch:
     its colour; r2 when there is no colour), 0 for the colour alone;
   * ``right_mass``: the attention weight on the garment token to be read (head mean, over the
     person tokens inside the garment; even attention puts 1 / side^2 there).
+Per run also ``read_bound_pattern_r2``: the pattern_r2 a perfect read (all weight on the right
+token) would give at best. The layer's context GroupNorm divides each example's garment features by
+statistics taken over its grid, which a colour dominates: the copy's scale is then lost.
 Per run: the curve, the first evaluated step with r2 (and pattern_r2) >= 0.5 and >= 0.9 (null if
 never), seconds.
 """
@@ -176,6 +179,25 @@ def copy_scores(delta, weights, batch: CopyBatch) -> dict[str, float]:
           "right_mass": float(right[np.asarray(batch.garment)].mean())}
 
 
+def read_bound(normed_context, batch: CopyBatch) -> float:
+  """pattern_r2 of the best a layer can do that reads every token perfectly.
+
+  normed_context: [B, S, S, C], the garment features as the layer's value projection sees them
+  (after its context GroupNorm, whose statistics are each example's). Fits one affine map from
+  them, read where ``batch.read`` says, to the target by least squares over the batch (the value
+  and output projections are such a map) and scores it as ``copy_scores`` does.
+  """
+  b, s, _, c = normed_context.shape
+  z = np.asarray(normed_context).reshape(b, s * s, c)
+  z = np.take_along_axis(z, np.asarray(batch.read)[..., None], axis=1).reshape(-1, c)
+  z = np.concatenate([z, np.ones((len(z), 1))], axis=1)
+  scored = np.asarray(batch.scored)
+  t = np.asarray(batch.target).reshape(-1, c)[:, scored]
+  fit, *_ = np.linalg.lstsq(z, t, rcond=None)
+  pattern = np.asarray(batch.pattern)[..., scored]
+  return 1.0 - float(np.mean((z @ fit - t) ** 2) / np.mean(pattern ** 2))
+
+
 def train_copy(config, shape: dict[str, int], task: str, position: str, target_noise: float,
                steps: int, eval_every: int, tag_channels: int, eval_batch: int,
                seed: int, garment_fraction: float = 1.0, pattern_share: float = 1.0) -> dict:
@@ -215,6 +237,7 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
 
   held_out = make_batch(jax.random.key(seed + 10_000), task, eval_batch, side, channels, tags,
                         garment_fraction, pattern_share)
+  bound = read_bound(attn.context_norm(held_out.context), held_out)
 
   @jax.jit
   def evaluate(p):
@@ -243,7 +266,8 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
           "pattern_share": pattern_share, **shape, "heads": channels // shape["head_dim"],
           "tag_channels": tags if task == "content" else 0, "batch": batch, "lr": config.train.lr,
           "steps": steps, "seconds": round(seconds, 1), "final_r2": curve[-1]["r2"],
-          "final_pattern_r2": curve[-1]["pattern_r2"], "final_right_mass": curve[-1]["right_mass"],
+          "final_pattern_r2": curve[-1]["pattern_r2"], "read_bound_pattern_r2": bound,
+          "final_right_mass": curve[-1]["right_mass"],
           "even_right_mass": 1.0 / (side * side), **marks, "curve": curve}
 
 

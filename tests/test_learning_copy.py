@@ -86,6 +86,20 @@ def test_a_pattern_share_gives_each_garment_one_colour_and_a_pattern_of_that_sha
   assert copy["r2"] == copy["pattern_r2"] == 1.0
 
 
+def test_read_bound_is_one_for_the_raw_garment_and_lower_when_a_norm_divides_out_its_colour():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
+  with nnx.use_eager_sharding(False):
+    norm = layers.GroupNorm(64, rngs=nnx.Rngs(0))  # as the layer's context norm starts
+  plain = learning_copy.make_batch(jax.random.key(4), "place", 16, 16, 64, 0)
+  coloured = learning_copy.make_batch(jax.random.key(4), "place", 16, 16, 64, 0,
+                                      pattern_share=0.1)
+  assert learning_copy.read_bound(coloured.context, coloured) == pytest.approx(1.0, abs=1e-4)
+  assert learning_copy.read_bound(norm(plain.context), plain) > 0.99
+  # Each example's colour sets its GroupNorm statistics, so its pattern's scale is lost.
+  assert learning_copy.read_bound(norm(coloured.context), coloured) < 0.8
+
+
 def test_copy_scores_give_one_for_a_copy_and_zero_for_the_mean():
   rng = np.random.default_rng(0)
   target = rng.normal(size=(2, 4, 4, 8))
@@ -148,6 +162,7 @@ def test_main_writes_one_run_per_task_position_and_noise(tmp_path):
       (1.0, 4, 1.0), (1.0, 4, 0.5), (0.25, 2, 1.0), (0.25, 2, 0.5)]
   for r in runs:  # without a colour the two scores are one
     assert (r["final_pattern_r2"] == r["final_r2"]) == (r["pattern_share"] == 1.0)
+    assert r["read_bound_pattern_r2"] <= 1.0
   for setting in ("--garment_fraction", "--pattern_share"):
     with pytest.raises(SystemExit):  # argparse: place-task settings
       learning_copy.main(small[:-4] + [setting, "0.5"])
