@@ -37,11 +37,10 @@ slows the copy. Every --eval_every steps, on a fixed held-out batch:
     its colour; r2 when there is no colour), 0 for the colour alone;
   * ``right_mass``: the attention weight on the garment token to be read (head mean, over the
     person tokens inside the garment; even attention puts 1 / side^2 there).
-Per run also ``read_bound_pattern_r2``: the pattern_r2 a perfect read (all weight on the right
-token) would give at best. The layer's context GroupNorm divides each example's garment features by
-statistics taken over its grid, which a colour dominates: the copy's scale is then lost.
 Per run: the curve, the first evaluated step with r2 (and pattern_r2) >= 0.5 and >= 0.9 (null if
-never), seconds.
+never), seconds, and ``read_bound_pattern_r2``: the pattern_r2 a perfect read (all weight on the
+right token) would give at best. The layer's context GroupNorm divides each example's garment
+features by statistics taken over its grid, which a colour dominates: the copy's scale is lost.
 """
 
 from __future__ import annotations
@@ -119,7 +118,7 @@ class CopyBatch(NamedTuple):
   read: Any  # [B, S*S] int32: the garment token each person token must read
   scored: Any  # [C] bool: the channels scored
   garment: Any  # [B, S*S] bool: the person tokens inside the garment, whose read is scored
-  pattern: Any  # [B, S, S, C] the target less its per-example colour: what only a read by place gives
+  pattern: Any  # [B, S, S, C] the target less its colour: what only a read by place gives
 
 
 def make_batch(key, task: str, batch: int, side: int, channels: int, tag_channels: int,
@@ -262,8 +261,9 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
   marks = {f"steps_to_{score}_{m}": next((c["step"] for c in curve if c[score] >= m), None)
            for score in ("r2", "pattern_r2") for m in R2_MARKS}
   return {"task": task, "position": position, "target_noise": target_noise,
-          "garment_fraction": garment_fraction, "garment_side": garment_side(side, garment_fraction),
-          "pattern_share": pattern_share, **shape, "heads": channels // shape["head_dim"],
+          "garment_fraction": garment_fraction,
+          "garment_side": garment_side(side, garment_fraction), "pattern_share": pattern_share,
+          **shape, "heads": channels // shape["head_dim"],
           "tag_channels": tags if task == "content" else 0, "batch": batch, "lr": config.train.lr,
           "steps": steps, "seconds": round(seconds, 1), "final_r2": curve[-1]["r2"],
           "final_pattern_r2": curve[-1]["pattern_r2"], "read_bound_pattern_r2": bound,

@@ -50,8 +50,8 @@ def test_a_garment_fraction_leaves_a_square_garment_on_a_zero_background():
   np.testing.assert_array_equal(x[..., 0], np.where(garment, 1.0, -1.0))  # x marks the garment
   assert learning_copy.garment_side(8, 0.25) == 4
   np.testing.assert_array_equal(garment.sum(axis=1), 16)  # a 4 x 4 square in every example
-  for b in range(64):
-    rows, cols = np.nonzero(garment[b].reshape(8, 8))
+  for e in range(64):
+    rows, cols = np.nonzero(garment[e].reshape(8, 8))
     assert np.ptp(rows) == np.ptp(cols) == 3
   np.testing.assert_array_equal(target, context)  # still the own-place copy
   np.testing.assert_array_equal(context[~garment], 0)
