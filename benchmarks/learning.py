@@ -466,7 +466,7 @@ def detail_correlation(pred: np.ndarray, target: np.ndarray) -> float:
 def pattern_residual(pixels: np.ndarray, flat_twin: np.ndarray) -> np.ndarray:
   """What is left of pixels [P, 3] after a least-squares fit, per channel, by an affine function
   of the flat twin's colour [P, 3] (float64): the pattern, and whatever else the twin's colour and
-  shading do not explain."""
+  shading do not explain. Any widths work ([P, C] fitted from [P, D]; learning_copy.read_bound)."""
   pixels, flat_twin = np.asarray(pixels, np.float64), np.asarray(flat_twin, np.float64)
   basis = np.concatenate([np.ones((len(flat_twin), 1)), flat_twin], axis=1)
   return pixels - basis @ np.linalg.lstsq(basis, pixels, rcond=None)[0]

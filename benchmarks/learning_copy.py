@@ -186,15 +186,14 @@ def read_bound(normed_context, batch: CopyBatch) -> float:
   them, read where ``batch.read`` says, to the target by least squares over the batch (the value
   and output projections are such a map) and scores it as ``copy_scores`` does.
   """
+  from benchmarks import learning  # pylint: disable=g-import-not-at-top
   b, s, _, c = normed_context.shape
   z = np.asarray(normed_context).reshape(b, s * s, c)
   z = np.take_along_axis(z, np.asarray(batch.read)[..., None], axis=1).reshape(-1, c)
-  z = np.concatenate([z, np.ones((len(z), 1))], axis=1)
   scored = np.asarray(batch.scored)
   t = np.asarray(batch.target).reshape(-1, c)[:, scored]
-  fit, *_ = np.linalg.lstsq(z, t, rcond=None)
   pattern = np.asarray(batch.pattern)[..., scored]
-  return 1.0 - float(np.mean((z @ fit - t) ** 2) / np.mean(pattern ** 2))
+  return 1.0 - float(np.mean(learning.pattern_residual(t, z) ** 2) / np.mean(pattern ** 2))
 
 
 def train_copy(config, shape: dict[str, int], task: str, position: str, target_noise: float,

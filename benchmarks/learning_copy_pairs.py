@@ -168,20 +168,19 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
     pred = np.asarray(evaluate(p, batch["agnostic"], batch["garment"]))
     return learning.garment_metrics(pred, batch["person"], masks, twin)
 
-  def curve_point(p) -> dict:
-    return {k: v for k, v in score(p).items() if k in SCORES}
-
-  curve = [{"step": 0, **curve_point(params)}]
+  scores = score(params)  # the last evaluation's; the final step is always evaluated
+  curve = [{"step": 0, **{k: scores[k] for k in SCORES}}]
   start = time.perf_counter()
   for i in range(1, steps + 1):
     b = next(batches)
     params, opt_state, loss = step(params, opt_state, *(np.asarray(b[k]) for k in
                                                         ("agnostic", "garment", "person")))
     if i % eval_every == 0 or i == steps:
-      curve.append({"step": i, "train_loss": float(loss), **curve_point(params)})
+      scores = score(params)
+      curve.append({"step": i, "train_loss": float(loss), **{k: scores[k] for k in SCORES}})
   seconds = time.perf_counter() - start
   return {"position": position, "steps": steps, "seconds": round(seconds, 1),
-          "params": int(sum(x.size for x in jax.tree.leaves(params))), **score(params),
+          "params": int(sum(x.size for x in jax.tree.leaves(params))), **scores,
           "curve": curve}
 
 
