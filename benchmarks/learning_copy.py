@@ -28,6 +28,19 @@ Two place-task settings make the grid more like the study's images, step by step
     drawn once per example plus sqrt(share) x its own token. Reading the garment evenly, without
     its place, gives the colour: r2 = 1 - share; only the read by place gives the pattern.
 
+``--stripe_period P`` draws each garment's own part as the study's stripes are drawn: a square
+wave of period P tokens at a random angle and phase, in one random direction of the channels (two
+colours), instead of white noise. Neighbouring tokens then carry nearly the same value.
+
+``--token_channels K`` makes the tokens K-dimensional, as the study's RGB pixels are (K = 3): the
+person and garment tokens then pass through learned 1 x 1 embeddings to the layer's channels and a
+1 x 1 projection brings its output back to K, the network of benchmarks.learning_copy_pairs
+(``make_token_copier``). With the layer's own channels (the default) the tokens are fed to it as
+they are.
+
+``--position_init_scale`` starts the position code's query and key projections at a multiple of
+their initialisation (the place logits at its square): how the plateau depends on where it starts.
+
 Each step draws a fresh batch (the task has no training set to overfit). ``--target_noise`` adds
 Gaussian noise of that standard deviation to the training targets (never to the held-out ones): the
 diffusion loss carries the pattern as a small part of a noisy target, and this shows how the noise
@@ -46,6 +59,7 @@ features by statistics taken over its grid, which a colour dominates: the copy's
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -74,6 +88,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--pattern_share", nargs="+", type=float, default=[1.0],
                  help="place task: share of each garment token's variance that is its own "
                       "(the pattern); the rest is one colour per example")
+  p.add_argument("--stripe_period", nargs="+", type=float, default=[0.0],
+                 help="place task: the garment tokens' own part is a square-wave stripe of this "
+                      "period in tokens, at a random angle and phase (0: white noise)")
+  p.add_argument("--token_channels", nargs="+", type=int, default=[0],
+                 help="dimensions of the tokens, embedded by 1x1 maps as the copier's RGB pixels "
+                      "(0: the layer's channels, no embedding)")
+  p.add_argument("--position_init_scale", nargs="+", type=float, default=[1.0],
+                 help="the position code's query and key projections start at this multiple of "
+                      "their initialisation")
   p.add_argument("--steps", type=int, default=2000)
   p.add_argument("--eval_every", type=int, default=100)
   p.add_argument("--tag_channels", type=int, default=0,
@@ -91,9 +114,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.error(f"--garment_fraction={args.garment_fraction}: shares must be in (0, 1]")
   if any(not 0 < f <= 1 for f in args.pattern_share):
     p.error(f"--pattern_share={args.pattern_share}: shares must be in (0, 1]")
-  if min(args.garment_fraction + args.pattern_share) < 1 and "content" in args.tasks:
-    p.error("--garment_fraction and --pattern_share below 1 are place-task settings: pass "
-            "--tasks place")
+  if any(not s > 0 for s in args.position_init_scale):
+    p.error(f"--position_init_scale={args.position_init_scale} must be > 0 (at 0 the query and "
+            "key projections, each other's only gradient, never move)")
+  if any(k < 0 for k in args.token_channels):
+    p.error(f"--token_channels={args.token_channels} must be >= 0")
+  if any(0 < t < 2 or t < 0 for t in args.stripe_period):
+    p.error(f"--stripe_period={args.stripe_period}: periods must be 0 (white noise) or >= 2 "
+            "tokens")
+  if ((min(args.garment_fraction + args.pattern_share) < 1 or max(args.stripe_period) > 0)
+      and "content" in args.tasks):
+    p.error("--garment_fraction and --pattern_share below 1 and --stripe_period are place-task "
+            "settings: pass --tasks place")
   return args
 
 
@@ -121,22 +153,42 @@ class CopyBatch(NamedTuple):
   pattern: Any  # [B, S, S, C] the target less its colour: what only a read by place gives
 
 
+def stripes(key, batch: int, side: int, channels: int, period: float):
+  """[batch, side^2, channels]: per example, a square wave of ``period`` tokens at a random angle
+  and phase (+1 / -1, the stripe and the ground) times one random direction of the channels."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  k_angle, k_phase, k_direction = jax.random.split(key, 3)
+  angle = jax.random.uniform(k_angle, (batch, 1), maxval=jnp.pi)
+  phase = jax.random.uniform(k_phase, (batch, 1), maxval=2 * jnp.pi)
+  rows, cols = jnp.divmod(jnp.arange(side * side), side)
+  across = rows * jnp.cos(angle) + cols * jnp.sin(angle)  # [batch, n] tokens across the stripes
+  wave = jnp.where(jnp.sin(2 * jnp.pi * across / period + phase) >= 0, 1.0, -1.0)
+  return wave[..., None] * jax.random.normal(k_direction, (batch, 1, channels))
+
+
 def make_batch(key, task: str, batch: int, side: int, channels: int, tag_channels: int,
-               garment_fraction: float = 1.0, pattern_share: float = 1.0) -> CopyBatch:
-  """One batch of the copy task; ``garment_fraction`` and ``pattern_share`` apply to ``place``."""
+               garment_fraction: float = 1.0, pattern_share: float = 1.0,
+               stripe_period: float = 0.0) -> CopyBatch:
+  """One batch of the copy task. ``garment_fraction``, ``pattern_share`` and ``stripe_period``
+  (> 0: the garment tokens' own part is ``stripes`` of that period, not white noise) apply to
+  ``place``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   n = side * side
-  k_x, k_ctx, k_perm, k_place, k_colour = jax.random.split(key, 5)
-  context = jax.random.normal(k_ctx, (batch, n, channels))
+  k_x, k_ctx, k_perm, k_place, k_colour, k_stripes = jax.random.split(key, 6)
+  if stripe_period:
+    context = stripes(k_stripes, batch, side, channels, stripe_period)
+  else:
+    context = jax.random.normal(k_ctx, (batch, n, channels))
   if task == "place":
     read = jnp.broadcast_to(jnp.arange(n), (batch, n))
     x = jax.random.normal(k_x, (batch, n, channels))
     scored = jnp.ones(channels, bool)
   elif task == "content":
-    if garment_fraction < 1 or pattern_share < 1:
-      raise ValueError(f"garment_fraction={garment_fraction}, pattern_share={pattern_share}: "
-                       "the content task takes neither")
+    if garment_fraction < 1 or pattern_share < 1 or stripe_period:
+      raise ValueError(f"garment_fraction={garment_fraction}, pattern_share={pattern_share}, "
+                       f"stripe_period={stripe_period}: the content task takes none of them")
     read = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(k_perm, batch))
     scored = jnp.arange(channels) >= tag_channels
   else:
@@ -191,15 +243,60 @@ def read_bound(normed_context, batch: CopyBatch) -> float:
   z = np.asarray(normed_context).reshape(b, s * s, c)
   z = np.take_along_axis(z, np.asarray(batch.read)[..., None], axis=1).reshape(-1, c)
   scored = np.asarray(batch.scored)
-  t = np.asarray(batch.target).reshape(-1, c)[:, scored]
+  t = np.asarray(batch.target)[..., scored].reshape(z.shape[0], -1)
   pattern = np.asarray(batch.pattern)[..., scored]
   return 1.0 - float(np.mean(learning.pattern_residual(t, z) ** 2) / np.mean(pattern ** 2))
 
 
+def make_token_copier(shape: dict[str, int], position: str, seed: int, token_channels: int):
+  """``pred = x + out(attn(embed_person(x), embed_garment(context)))``: one CrossAttention of
+  ``shape`` between learned 1 x 1 maps from and back to ``token_channels`` (3 for RGB pixels)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
+  channels = shape["channels"]
+
+  class Copier(nnx.Module):
+
+    def __init__(self, rngs: nnx.Rngs):
+      kw = {"rngs": rngs, "dtype": jnp.float32}
+      self.embed_person = layers.conv(token_channels, channels, 1, **kw)
+      self.embed_garment = layers.conv(token_channels, channels, 1, **kw)
+      self.attn = layers.CrossAttention(channels, channels, shape["head_dim"], position=position,
+                                        grid_side=shape["side"], **kw)
+      self.out = layers.conv(channels, token_channels, 1, **kw)
+
+    def __call__(self, x, context):
+      """x, context: [B, S, S, token_channels] -> the prediction [B, S, S, token_channels]."""
+      return x + self.out(self.attn(self.embed_person(x), self.embed_garment(context)))
+
+    def normed_context(self, context):
+      """The garment features as the attention's value projection sees them."""
+      return self.attn.context_norm(self.embed_garment(context))
+
+  with nnx.use_eager_sharding(False):
+    return Copier(nnx.Rngs(seed))
+
+
+def scale_position_code(attn, scale: float) -> None:
+  """Multiplies a CrossAttention's position-code query and key projections by ``scale`` (its
+  place logits by scale^2), in place; nothing without a position code."""
+  if attn.position_q is not None:
+    for projection in (attn.position_q, attn.position_k):
+      projection.kernel.value = scale * projection.kernel.value
+
+
 def train_copy(config, shape: dict[str, int], task: str, position: str, target_noise: float,
                steps: int, eval_every: int, tag_channels: int, eval_batch: int,
-               seed: int, garment_fraction: float = 1.0, pattern_share: float = 1.0) -> dict:
-  """Trains one fresh cross-attention layer on the copy task; returns its curve and marks."""
+               seed: int, garment_fraction: float = 1.0, pattern_share: float = 1.0,
+               token_channels: int = 0, stripe_period: float = 0.0,
+               position_init_scale: float = 1.0) -> dict:
+  """Trains one fresh cross-attention layer on the copy task; returns its curve and marks.
+
+  ``token_channels`` > 0: the tokens have that many dimensions and the layer sits in
+  ``make_token_copier``; 0: the tokens have the layer's channels and are fed to it as they are.
+  ``position_init_scale`` multiplies the position code's initial query and key projections.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
@@ -207,13 +304,20 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
   from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import optim  # pylint: disable=g-import-not-at-top
 
-  side, channels = shape["side"], shape["channels"]
+  side = shape["side"]
+  channels = token_channels or shape["channels"]
   tags = tag_channels or channels // 2
   batch = config.train.batch_size
-  with nnx.use_eager_sharding(False):
-    attn = layers.CrossAttention(channels, channels, shape["head_dim"], rngs=nnx.Rngs(seed),
-                                 dtype=jnp.float32, position=position, grid_side=side)
-  graphdef, params = nnx.split(attn, nnx.Param)
+  if token_channels:
+    model = make_token_copier(shape, position, seed, token_channels)
+    attn = model.attn
+  else:
+    with nnx.use_eager_sharding(False):
+      model = attn = layers.CrossAttention(channels, channels, shape["head_dim"],
+                                           rngs=nnx.Rngs(seed), dtype=jnp.float32,
+                                           position=position, grid_side=side)
+  scale_position_code(attn, position_init_scale)
+  graphdef, params = nnx.split(model, nnx.Param)
   tx = optim.make_optimizer(config.train)
   opt_state = tx.init(params)
 
@@ -223,7 +327,8 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
   @jax.jit
   def step(p, opt_state, key):
     k_batch, k_noise = jax.random.split(key)
-    b = make_batch(k_batch, task, batch, side, channels, tags, garment_fraction, pattern_share)
+    b = make_batch(k_batch, task, batch, side, channels, tags, garment_fraction, pattern_share,
+                   stripe_period)
     noisy = b.target + target_noise * jax.random.normal(k_noise, b.target.shape) * b.scored
 
     def loss_fn(p):
@@ -234,16 +339,15 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
     return optax.apply_updates(p, updates), opt_state, loss
 
   held_out = make_batch(jax.random.key(seed + 10_000), task, eval_batch, side, channels, tags,
-                        garment_fraction, pattern_share)
-  bound = read_bound(attn.context_norm(held_out.context), held_out)
+                        garment_fraction, pattern_share, stripe_period)
 
   @jax.jit
   def evaluate(p):
     model = nnx.merge(graphdef, p)
-    model.record_weights = True
+    (model.attn if token_channels else model).record_weights = True
     out, recorded = nnx.capture(model, nnx.Intermediate)(held_out.x, held_out.context)
-    (weights,) = recorded["weights"].get_value()
-    return out - held_out.x, weights
+    ((_, weights),) = nnx.to_flat_state(recorded)
+    return out - held_out.x, weights.get_value()[0]
 
   def score(p):
     return copy_scores(*evaluate(p), held_out)
@@ -257,12 +361,19 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
     if i % eval_every == 0 or i == steps:
       curve.append({"step": i, "train_loss": float(loss), **score(params)})
   seconds = time.perf_counter() - start
+  # At the trained embedding (without one the bound does not depend on the training: the norm's
+  # scale and bias are a per-channel affine map, which the fitted map absorbs).
+  model = nnx.merge(graphdef, params)
+  bound = read_bound((model.normed_context if token_channels else model.context_norm)(
+      held_out.context), held_out)
   marks = {f"steps_to_{score}_{m}": next((c["step"] for c in curve if c[score] >= m), None)
            for score in ("r2", "pattern_r2") for m in R2_MARKS}
   return {"task": task, "position": position, "target_noise": target_noise,
           "garment_fraction": garment_fraction,
           "garment_side": garment_side(side, garment_fraction), "pattern_share": pattern_share,
-          **shape, "heads": channels // shape["head_dim"],
+          "token_channels": token_channels, "stripe_period": stripe_period,
+          "position_init_scale": position_init_scale, **shape,
+          "heads": shape["channels"] // shape["head_dim"],
           "tag_channels": tags if task == "content" else 0, "batch": batch, "lr": config.train.lr,
           "steps": steps, "seconds": round(seconds, 1), "final_r2": curve[-1]["r2"],
           "final_pattern_r2": curve[-1]["pattern_r2"], "read_bound_pattern_r2": bound,
@@ -277,20 +388,22 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
   config = learning.get_config(args.variant)
   common.apply_overrides(config, args.set)
   shape = layer_shape(config, args.level)
-  if args.tag_channels >= shape["channels"]:
-    raise SystemExit(f"--tag_channels={args.tag_channels} leaves no value channels of "
-                     f"{shape['channels']}")
+  for tokens in args.token_channels:
+    if "content" in args.tasks and args.tag_channels >= (tokens or shape["channels"]):
+      raise SystemExit(f"--tag_channels={args.tag_channels} leaves no value channels of "
+                       f"{tokens or shape['channels']}")
   results = []
   for task in args.tasks:
     for position in args.positions:
       for noise in args.target_noise:
-        for fraction in args.garment_fraction:
-          for share in args.pattern_share:
-            result = train_copy(config, shape, task, position, noise, args.steps,
-                                args.eval_every, args.tag_channels, args.eval_batch, args.seed,
-                                fraction, share)
-            common.emit({k: v for k, v in result.items() if k != "curve"})
-            results.append(result)
+        for fraction, share, tokens, period, scale in itertools.product(
+            args.garment_fraction, args.pattern_share, args.token_channels, args.stripe_period,
+            args.position_init_scale):
+          result = train_copy(config, shape, task, position, noise, args.steps, args.eval_every,
+                              args.tag_channels, args.eval_batch, args.seed, fraction, share,
+                              tokens, period, scale)
+          common.emit({k: v for k, v in result.items() if k != "curve"})
+          results.append(result)
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:
       json.dump({"command": common.command_line(), "level": args.level, "seed": args.seed,

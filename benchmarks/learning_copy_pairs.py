@@ -24,6 +24,11 @@ rendering, so I_c then sits pixel for pixel where the target shows the garment, 
 the token's own place is the whole copy. Training then walks the training records in file order
 (epoch after epoch, no flips), as they must be matched to their raw cloth images by id.
 
+``--loss_on garment`` averages the training MSE over the target's garment pixels only
+(learning.garment_masks, matched by id, so again in file order). Elsewhere the agnostic image's
+black box hides background, arms and neck, which no read of I_c can give: over the whole image
+that residual is most of the loss, and the copy a small part of it (the toy's target noise).
+
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
 scored with benchmarks.learning.garment_metrics (PSNR, SSIM, detail and pattern corr. on the
@@ -43,7 +48,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from benchmarks import learning
-from benchmarks.learning_copy import POSITIONS
+from benchmarks.learning_copy import POSITIONS, make_token_copier
 
 SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "pattern_corr_garment")
 
@@ -56,6 +61,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   p.add_argument("--json", default="", help="also write every run's result here")
   p.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
   p.add_argument("--eval_every", type=int, default=250)
+  p.add_argument("--loss_on", default="image", choices=("image", "garment"),
+                 help="the MSE over the whole image, or over the target's garment pixels only "
+                      "(training then walks the records in file order, as --lined_up does)")
   p.add_argument("--lined_up", action="store_true",
                  help="I_c cut with the person's crop (lined_up_garments); needs --same_pose")
   args = p.parse_args(argv[:split])
@@ -90,15 +98,18 @@ def lined_up_garments(records_glob: str, raw_root: str, split: str, ids: Sequenc
 
 
 def file_order_batches(config, records_glob: str, raw_root: str, split: str,
-                       lined_up: bool) -> Iterator[dict]:
+                       lined_up: bool, garment_masks: bool = False) -> Iterator[dict]:
   """Endless batches of config.train.batch_size training records in file order (eval decoding,
-  no flips), I_c lined up (lined_up_garments) if asked; the last partial batch of an epoch is
-  dropped."""
+  no flips), I_c lined up (lined_up_garments) if asked, and with the target garment masks
+  [B, R, R] bool (learning.garment_masks) as "garment_mask" if asked; the last partial batch of
+  an epoch is dropped."""
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   size, resolution = int(config.train.batch_size), int(config.data.resolution)
+  ids = list(learning.records_by_id(records_glob))
   if lined_up:
-    ids = list(learning.records_by_id(records_glob))
     garments = dict(zip(ids, lined_up_garments(records_glob, raw_root, split, ids, resolution)))
+  if garment_masks:
+    masks = dict(zip(ids, learning.garment_masks(records_glob, raw_root, split, ids, resolution)))
   while True:
     for batch in pipeline.make_eval_dataset(config, records_glob, size):
       if batch["valid"].min() < 1:
@@ -106,40 +117,24 @@ def file_order_batches(config, records_glob: str, raw_root: str, split: str,
       batch = dict(batch)
       if lined_up:
         batch["garment"] = np.stack([garments[i] for i in learning.batch_ids(batch)])
+      if garment_masks:
+        batch["garment_mask"] = np.stack([masks[i] for i in learning.batch_ids(batch)])
       yield batch
 
 
 def make_copier(config, position: str, seed: int):
   """The one-layer network of the module docstring, at config.model's level 0."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
-
   m = config.model
-  channels = m.channels[0]
-
-  class Copier(nnx.Module):
-
-    def __init__(self, rngs: nnx.Rngs):
-      kw = {"rngs": rngs, "dtype": jnp.float32}
-      self.embed_person = layers.conv(3, channels, 1, **kw)
-      self.embed_garment = layers.conv(3, channels, 1, **kw)
-      self.attn = layers.CrossAttention(channels, channels, m.head_dim, position=position,
-                                        grid_side=m.resolution, **kw)
-      self.out = layers.conv(channels, 3, 1, **kw)
-
-    def __call__(self, agnostic, garment):
-      """agnostic, garment: [B, R, R, 3] -> the predicted person [B, R, R, 3]."""
-      h = self.attn(self.embed_person(agnostic), self.embed_garment(garment))
-      return agnostic + self.out(h)
-
-  with nnx.use_eager_sharding(False):
-    return Copier(nnx.Rngs(seed))
+  shape = {"side": m.resolution, "channels": m.channels[0], "head_dim": m.head_dim}
+  return make_token_copier(shape, position, seed, token_channels=3)
 
 
 def train_copier(config, position: str, steps: int, eval_every: int, held_out: tuple,
-                 seed: int, batches: Iterator[dict]) -> dict:
-  """Trains one copier on ``batches``; returns its final scores and its curve."""
+                 seed: int, batches: Iterator[dict], loss_on: str = "image") -> dict:
+  """Trains one copier on ``batches``; returns its final scores and its curve.
+
+  loss_on="garment": the MSE is averaged over the pixels of each batch's "garment_mask" only.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
@@ -155,9 +150,10 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
     return nnx.merge(graphdef, p)(agnostic, garment)
 
   @jax.jit
-  def step(p, opt_state, agnostic, garment, target):
-    def loss_fn(p):
-      return jnp.mean((predict(p, agnostic, garment) - target) ** 2)
+  def step(p, opt_state, agnostic, garment, target, weight):
+    def loss_fn(p):  # weight [B, R, R]: 1 on the pixels the loss is over
+      error = jnp.mean((predict(p, agnostic, garment) - target) ** 2, axis=-1)
+      return jnp.sum(weight * error) / jnp.maximum(jnp.sum(weight), 1.0)
     loss, grads = jax.value_and_grad(loss_fn)(p)
     updates, opt_state = tx.update(grads, opt_state, p)
     return optax.apply_updates(p, updates), opt_state, loss
@@ -173,13 +169,16 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
   start = time.perf_counter()
   for i in range(1, steps + 1):
     b = next(batches)
-    params, opt_state, loss = step(params, opt_state, *(np.asarray(b[k]) for k in
-                                                        ("agnostic", "garment", "person")))
+    images = (np.asarray(b[k]) for k in ("agnostic", "garment", "person"))
+    weight = (np.asarray(b["garment_mask"], np.float32) if loss_on == "garment"
+              else np.ones(b["person"].shape[:3], np.float32))
+    params, opt_state, loss = step(params, opt_state, *images, weight)
     if i % eval_every == 0 or i == steps:
       scores = score(params)
       curve.append({"step": i, "train_loss": float(loss), **{k: scores[k] for k in SCORES}})
   seconds = time.perf_counter() - start
-  return {"position": position, "steps": steps, "seconds": round(seconds, 1),
+  return {"position": position, "loss_on": loss_on, "steps": steps,
+          "seconds": round(seconds, 1),
           "params": int(sum(x.size for x in jax.tree.leaves(params))), **scores,
           "curve": curve}
 
@@ -195,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     batch["garment"] = lined_up_garments(*data[largs.eval_split], largs.eval_split,
                                          learning.batch_ids(batch), int(config.data.resolution))
   result = {"command": common.command_line(), "device": common.device_info(),
-            "lined_up": args.lined_up, "learning_flags": vars(largs),
+            "lined_up": args.lined_up, "loss_on": args.loss_on, "learning_flags": vars(largs),
             "eval_ids": learning.batch_ids(batch),
             "reference": {
                 "copy_garment_input": learning.garment_metrics(batch["garment"], batch["person"],
@@ -203,13 +202,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "flat_twin": learning.garment_metrics(twin, batch["person"], masks, twin)},
             "runs": {}}
   for position in args.positions:
-    if args.lined_up:
-      batches = file_order_batches(config, *data["train"], "train", lined_up=True)
+    if args.lined_up or args.loss_on == "garment":
+      batches = file_order_batches(config, *data["train"], "train", lined_up=args.lined_up,
+                                   garment_masks=args.loss_on == "garment")
     else:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))
     run = train_copier(config, position, largs.steps, args.eval_every, (batch, masks, twin),
-                       largs.seed, batches)
+                       largs.seed, batches, args.loss_on)
     common.emit({"position": position, **{k: run[k] for k in ("steps", "seconds", "params",
                                                                *SCORES)}})
     result["runs"][position] = run

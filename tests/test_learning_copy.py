@@ -86,6 +86,61 @@ def test_a_pattern_share_gives_each_garment_one_colour_and_a_pattern_of_that_sha
   assert copy["r2"] == copy["pattern_r2"] == 1.0
 
 
+def test_stripes_give_each_garment_two_colours_in_bands_of_the_period():
+  b = learning_copy.make_batch(jax.random.key(5), "place", 64, 8, 3, 0, stripe_period=4)
+  np.testing.assert_array_equal(np.asarray(b.target), np.asarray(b.context))  # the own place
+  context = np.asarray(b.context).reshape(64, 64, 3)
+  direction = context[:, :1] * np.sign(context[:, :1, :1])  # each example's stripe colour
+  wave = context[..., 0] / direction[..., 0]
+  np.testing.assert_allclose(np.abs(wave), 1.0, rtol=1e-5)  # two colours: +d and -d
+  np.testing.assert_allclose(context, wave[..., None] * direction, rtol=1e-5, atol=1e-6)
+  assert 0.3 < np.mean(wave > 0) < 0.7  # stripe and ground about equal (period 4: 2 + 2)
+  assert not np.allclose(direction[0], direction[1])
+  # Neighbours mostly agree (white noise: half the time); tokens half a period apart mostly not.
+  grid = wave.reshape(64, 8, 8)
+  along_rows = np.mean(grid[:, :, 1:] == grid[:, :, :-1])
+  along_cols = np.mean(grid[:, 1:] == grid[:, :-1])
+  assert (along_rows + along_cols) / 2 > 0.6
+  white = np.asarray(learning_copy.make_batch(jax.random.key(5), "place", 64, 8, 3, 0).context)
+  assert np.mean(np.sign(white[:, :, 1:]) == np.sign(white[:, :, :-1])) < 0.55
+  with pytest.raises(ValueError, match="stripe_period"):
+    learning_copy.make_batch(jax.random.key(5), "content", 2, 8, 4, 2, stripe_period=4)
+
+
+def test_the_token_copier_embeds_tokens_of_a_few_channels_for_the_layer():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  copier = learning_copy.make_token_copier(SHAPE, "fourier", 0, token_channels=3)
+  b = learning_copy.make_batch(jax.random.key(6), "place", 2, 4, 3, 0)
+  assert copier(b.x, b.context).shape == (2, 4, 4, 3)
+  assert copier.normed_context(b.context).shape == (2, 4, 4, 16)
+  assert copier.attn.num_heads == 2 and copier.attn.grid_side == 4
+  # The study's copier is this network at the learning config's level 0, on RGB pixels.
+  config = learning.get_config("parallel")
+  pairs = learning_copy_pairs.make_copier(config, "fourier", 0)
+  assert pairs.embed_garment.kernel.shape == (1, 1, 3, config.model.channels[0])
+  assert pairs.attn.grid_side == config.model.resolution
+
+
+def test_scale_position_code_multiplies_the_place_projections_only():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  copier = learning_copy.make_token_copier(SHAPE, "fourier", 0, token_channels=3)
+  def params():
+    return {path: np.array(v.get_value())
+            for path, v in nnx.to_flat_state(nnx.state(copier, nnx.Param))}
+
+  before = params()
+  learning_copy.scale_position_code(copier.attn, 3.0)
+  after = params()
+  scaled = 0
+  for path, value in before.items():
+    ratio = 3.0 if path[-2] in ("position_q", "position_k") else 1.0
+    scaled += ratio == 3.0
+    np.testing.assert_allclose(after[path], ratio * value, rtol=1e-6, err_msg=str(path))
+  assert scaled == 2
+  blind = learning_copy.make_token_copier(SHAPE, "none", 0, token_channels=3)
+  learning_copy.scale_position_code(blind.attn, 3.0)  # no position code: nothing to scale
+
+
 def test_read_bound_is_one_for_the_raw_garment_and_lower_when_a_norm_divides_out_its_colour():
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
@@ -163,9 +218,14 @@ def test_main_writes_one_run_per_task_position_and_noise(tmp_path):
   for r in runs:  # without a colour the two scores are one
     assert (r["final_pattern_r2"] == r["final_r2"]) == (r["pattern_share"] == 1.0)
     assert r["read_bound_pattern_r2"] <= 1.0
-  for setting in ("--garment_fraction", "--pattern_share"):
+  runs = learning_copy.main(small + ["--token_channels", "3", "--stripe_period", "0", "2"])
+  assert [(r["token_channels"], r["stripe_period"], r["channels"], r["heads"]) for r in runs] == [
+      (3, 0.0, 32, 4), (3, 2.0, 32, 4)]
+  for setting in ("--garment_fraction", "--pattern_share", "--stripe_period"):
     with pytest.raises(SystemExit):  # argparse: place-task settings
-      learning_copy.main(small[:-4] + [setting, "0.5"])
+      learning_copy.main(small[:-4] + [setting, "0.5" if setting != "--stripe_period" else "3"])
+  with pytest.raises(SystemExit):  # argparse: a period shorter than two tokens
+    learning_copy.main(small + ["--stripe_period", "1"])
   with pytest.raises(SystemExit, match="--level=5"):
     learning_copy.main(["--level", "5"])
 
@@ -198,3 +258,30 @@ def test_lined_up_garments_sit_where_the_target_shows_the_garment(tmp_path):
   np.testing.assert_array_equal(epoch[1]["garment"], train_lined)
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--lined_up", "--", "--workdir", str(tmp_path)])
+
+
+def test_a_garment_loss_ignores_the_target_outside_the_garment():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  config = learning.get_config("parallel")
+  config.model.resolution, config.model.channels, config.model.head_dim = 16, (16, 32), 8
+  rng = np.random.default_rng(0)
+  images = {k: rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+            for k in ("agnostic", "garment", "person")}
+  mask = np.zeros((2, 16, 16), bool)
+  mask[:, 4:10, 5:11] = True
+  held_out = (images, mask, images["person"])
+
+  def batches(outside: float):  # the same batch, its target changed outside the garment only
+    while True:
+      yield {**images, "garment_mask": mask,
+             "person": np.where(mask[..., None], images["person"], outside)}
+
+  def train(outside: float, loss_on: str) -> dict:
+    return learning_copy_pairs.train_copier(config, "fourier", 3, 3, held_out, 0,
+                                            batches(outside), loss_on)
+
+  dark, bright = train(-1.0, "garment"), train(1.0, "garment")
+  assert dark["loss_on"] == "garment"
+  assert dark["curve"][-1] == bright["curve"][-1]  # the same loss, the same trained layer
+  assert dark["curve"][-1]["psnr_garment"] != dark["curve"][0]["psnr_garment"]  # it trained
+  assert train(-1.0, "image")["curve"][-1] != train(1.0, "image")["curve"][-1]
