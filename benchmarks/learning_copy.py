@@ -38,6 +38,10 @@ person and garment tokens then pass through learned 1 x 1 embeddings to the laye
 (``make_token_copier``). With the layer's own channels (the default) the tokens are fed to it as
 they are.
 
+``--person_noise`` sets the person tokens' standard deviation (1 by default). The copier's person
+pixels inside the garment are the agnostic image's black; at 0 the person tokens are zero but for
+the garment mark, and the copier's path from them through its embeddings is a constant.
+
 ``--position_init_scale`` starts the position code's query and key projections at a multiple of
 their initialisation (the place logits at its square): how the plateau depends on where it starts.
 
@@ -94,6 +98,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--token_channels", nargs="+", type=int, default=[0],
                  help="dimensions of the tokens, embedded by 1x1 maps as the copier's RGB pixels "
                       "(0: the layer's channels, no embedding)")
+  p.add_argument("--person_noise", nargs="+", type=float, default=[1.0],
+                 help="place task: standard deviation of the person tokens (0: only the garment "
+                      "mark, as the agnostic image's black box)")
   p.add_argument("--position_init_scale", nargs="+", type=float, default=[1.0],
                  help="the position code's query and key projections start at this multiple of "
                       "their initialisation")
@@ -122,10 +129,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   if any(0 < t < 2 or t < 0 for t in args.stripe_period):
     p.error(f"--stripe_period={args.stripe_period}: periods must be 0 (white noise) or >= 2 "
             "tokens")
-  if ((min(args.garment_fraction + args.pattern_share) < 1 or max(args.stripe_period) > 0)
-      and "content" in args.tasks):
-    p.error("--garment_fraction and --pattern_share below 1 and --stripe_period are place-task "
-            "settings: pass --tasks place")
+  if any(s < 0 for s in args.person_noise):
+    p.error(f"--person_noise={args.person_noise}: standard deviations must be >= 0")
+  if ((min(args.garment_fraction + args.pattern_share) < 1 or max(args.stripe_period) > 0
+       or args.person_noise != [1.0]) and "content" in args.tasks):
+    p.error("--garment_fraction and --pattern_share below 1, --stripe_period and --person_noise "
+            "are place-task settings: pass --tasks place")
   return args
 
 
@@ -169,10 +178,10 @@ def stripes(key, batch: int, side: int, channels: int, period: float):
 
 def make_batch(key, task: str, batch: int, side: int, channels: int, tag_channels: int,
                garment_fraction: float = 1.0, pattern_share: float = 1.0,
-               stripe_period: float = 0.0) -> CopyBatch:
-  """One batch of the copy task. ``garment_fraction``, ``pattern_share`` and ``stripe_period``
-  (> 0: the garment tokens' own part is ``stripes`` of that period, not white noise) apply to
-  ``place``."""
+               stripe_period: float = 0.0, person_noise: float = 1.0) -> CopyBatch:
+  """One batch of the copy task. ``garment_fraction``, ``pattern_share``, ``stripe_period``
+  (> 0: the garment tokens' own part is ``stripes`` of that period, not white noise) and
+  ``person_noise`` (the standard deviation of the person tokens) apply to ``place``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   n = side * side
@@ -183,12 +192,13 @@ def make_batch(key, task: str, batch: int, side: int, channels: int, tag_channel
     context = jax.random.normal(k_ctx, (batch, n, channels))
   if task == "place":
     read = jnp.broadcast_to(jnp.arange(n), (batch, n))
-    x = jax.random.normal(k_x, (batch, n, channels))
+    x = person_noise * jax.random.normal(k_x, (batch, n, channels))
     scored = jnp.ones(channels, bool)
   elif task == "content":
-    if garment_fraction < 1 or pattern_share < 1 or stripe_period:
+    if garment_fraction < 1 or pattern_share < 1 or stripe_period or person_noise != 1:
       raise ValueError(f"garment_fraction={garment_fraction}, pattern_share={pattern_share}, "
-                       f"stripe_period={stripe_period}: the content task takes none of them")
+                       f"stripe_period={stripe_period}, person_noise={person_noise}: the content "
+                       "task takes none of them")
     read = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(k_perm, batch))
     scored = jnp.arange(channels) >= tag_channels
   else:
@@ -290,7 +300,7 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
                steps: int, eval_every: int, tag_channels: int, eval_batch: int,
                seed: int, garment_fraction: float = 1.0, pattern_share: float = 1.0,
                token_channels: int = 0, stripe_period: float = 0.0,
-               position_init_scale: float = 1.0) -> dict:
+               position_init_scale: float = 1.0, person_noise: float = 1.0) -> dict:
   """Trains one fresh cross-attention layer on the copy task; returns its curve and marks.
 
   ``token_channels`` > 0: the tokens have that many dimensions and the layer sits in
@@ -328,7 +338,7 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
   def step(p, opt_state, key):
     k_batch, k_noise = jax.random.split(key)
     b = make_batch(k_batch, task, batch, side, channels, tags, garment_fraction, pattern_share,
-                   stripe_period)
+                   stripe_period, person_noise)
     noisy = b.target + target_noise * jax.random.normal(k_noise, b.target.shape) * b.scored
 
     def loss_fn(p):
@@ -339,7 +349,7 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
     return optax.apply_updates(p, updates), opt_state, loss
 
   held_out = make_batch(jax.random.key(seed + 10_000), task, eval_batch, side, channels, tags,
-                        garment_fraction, pattern_share, stripe_period)
+                        garment_fraction, pattern_share, stripe_period, person_noise)
 
   @jax.jit
   def evaluate(p):
@@ -372,7 +382,7 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
           "garment_fraction": garment_fraction,
           "garment_side": garment_side(side, garment_fraction), "pattern_share": pattern_share,
           "token_channels": token_channels, "stripe_period": stripe_period,
-          "position_init_scale": position_init_scale, **shape,
+          "position_init_scale": position_init_scale, "person_noise": person_noise, **shape,
           "heads": shape["channels"] // shape["head_dim"],
           "tag_channels": tags if task == "content" else 0, "batch": batch, "lr": config.train.lr,
           "steps": steps, "seconds": round(seconds, 1), "final_r2": curve[-1]["r2"],
@@ -396,12 +406,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
   for task in args.tasks:
     for position in args.positions:
       for noise in args.target_noise:
-        for fraction, share, tokens, period, scale in itertools.product(
+        for fraction, share, tokens, period, scale, person in itertools.product(
             args.garment_fraction, args.pattern_share, args.token_channels, args.stripe_period,
-            args.position_init_scale):
+            args.position_init_scale, args.person_noise):
           result = train_copy(config, shape, task, position, noise, args.steps, args.eval_every,
                               args.tag_channels, args.eval_batch, args.seed, fraction, share,
-                              tokens, period, scale)
+                              tokens, period, scale, person)
           common.emit({k: v for k, v in result.items() if k != "curve"})
           results.append(result)
   if args.json:

@@ -59,6 +59,11 @@ def test_a_garment_fraction_leaves_a_square_garment_on_a_zero_background():
   corners = {(int(np.nonzero(g.reshape(8, 8))[0][0]), int(np.nonzero(g.reshape(8, 8))[1][0]))
              for g in garment}
   assert len(corners) > 10  # the garment's place varies between examples
+  quiet = learning_copy.make_batch(jax.random.key(2), "place", 64, 8, 4, 0, garment_fraction=0.25,
+                                   person_noise=0.0)  # the agnostic box: black but for the mark
+  np.testing.assert_array_equal(np.asarray(quiet.x).reshape(64, 64, -1)[..., 1:], 0)
+  np.testing.assert_array_equal(np.asarray(quiet.x).reshape(64, 64, -1)[..., 0], x[..., 0])
+  np.testing.assert_array_equal(np.asarray(quiet.target), np.asarray(b.target))
   assert learning_copy.garment_side(8, 0.06) == 2 and learning_copy.garment_side(4, 1e-3) == 1
   with pytest.raises(ValueError, match="garment_fraction"):
     learning_copy.make_batch(jax.random.key(2), "content", 2, 8, 4, 2, garment_fraction=0.5)
