@@ -29,11 +29,20 @@ the token's own place is the whole copy. Training then walks the training record
 black box hides background, arms and neck, which no read of I_c can give: over the whole image
 that residual is most of the loss, and the copy a small part of it (the toy's target noise).
 
+``--target garment_input`` trains and scores the copier against I_c itself instead of the person
+image: the toy's place task (benchmarks.learning_copy) on the study's pixels. With ``--lined_up``
+the read at the token's own place is then the exact answer, where against the person image it
+leaves the renderings' differences (about 21 dB on the garment); what stays from the toy is the
+images: their patterns, the garments' shapes and outlines, and the fixed training pairs.
+
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
 scored with benchmarks.learning.garment_metrics (PSNR, SSIM, detail and pattern corr. on the
 garment); the references are copying I_c pixel for pixel (``copy_garment_input``, what reading I_c
-at the token's own place gives) and the target's flat twin.
+at the token's own place gives) and the target's flat twin. The attention is read back too
+(``place_weights``): the weight each person pixel inside the garment puts on the I_c pixel at its
+own place (``own_place_weight``; 1 / R^2 for even attention) and within one pixel of it
+(``near_place_weight``; 9 / R^2 for even attention), head mean, over the held-out pairs.
 """
 
 from __future__ import annotations
@@ -50,7 +59,9 @@ import numpy as np
 from benchmarks import learning
 from benchmarks.learning_copy import POSITIONS, make_token_copier
 
-SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "pattern_corr_garment")
+SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "pattern_corr_garment",
+          "own_place_weight", "near_place_weight")
+TARGETS = ("person", "garment_input")
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace]:
@@ -64,6 +75,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   p.add_argument("--loss_on", default="image", choices=("image", "garment"),
                  help="the MSE over the whole image, or over the target's garment pixels only "
                       "(training then walks the records in file order, as --lined_up does)")
+  p.add_argument("--target", default="person", choices=TARGETS,
+                 help="what the copier is trained and scored against: the person image, or I_c "
+                      "itself (the toy's place task on the study's pixels)")
   p.add_argument("--lined_up", action="store_true",
                  help="I_c cut with the person's crop (lined_up_garments); needs --same_pose")
   args = p.parse_args(argv[:split])
@@ -122,6 +136,23 @@ def file_order_batches(config, records_glob: str, raw_root: str, split: str,
       yield batch
 
 
+def place_weights(weights: np.ndarray, masks: np.ndarray) -> dict[str, float]:
+  """weights [B, heads, R*R, R*R] (person pixel -> I_c pixel, row-major), masks [B, R, R] bool ->
+  the head-mean weight a masked person pixel puts on the I_c pixel at its own place
+  (``own_place_weight``) and on the 3 x 3 pixels around it (``near_place_weight``), averaged over
+  the masked pixels of all examples."""
+  b, r = masks.shape[:2]
+  w = np.asarray(weights, np.float32).mean(axis=1).reshape(b, r, r, r, r)
+  padded = np.pad(w, ((0, 0), (0, 0), (0, 0), (1, 1), (1, 1)))  # keys off the grid weigh 0
+  i = np.arange(r)
+  rows, cols = i[:, None], i[None, :]
+  own = w[:, rows, cols, rows, cols]  # [B, R, R]
+  near = sum(padded[:, rows, cols, rows + 1 + dr, cols + 1 + dc]
+             for dr in (-1, 0, 1) for dc in (-1, 0, 1))
+  return {"own_place_weight": float(own[masks].mean()),
+          "near_place_weight": float(near[masks].mean())}
+
+
 def make_copier(config, position: str, seed: int):
   """The one-layer network of the module docstring, at config.model's level 0."""
   m = config.model
@@ -130,10 +161,13 @@ def make_copier(config, position: str, seed: int):
 
 
 def train_copier(config, position: str, steps: int, eval_every: int, held_out: tuple,
-                 seed: int, batches: Iterator[dict], loss_on: str = "image") -> dict:
+                 seed: int, batches: Iterator[dict], loss_on: str = "image",
+                 target: str = "person") -> dict:
   """Trains one copier on ``batches``; returns its final scores and its curve.
 
+  held_out: (batch, garment masks [N, R, R], the targets' flat twins [N, R, R, 3]).
   loss_on="garment": the MSE is averaged over the pixels of each batch's "garment_mask" only.
+  target: the batches' key trained and scored against ("person", or "garment_input": "garment").
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -158,18 +192,27 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
     updates, opt_state = tx.update(grads, opt_state, p)
     return optax.apply_updates(p, updates), opt_state, loss
 
-  evaluate = jax.jit(predict)
+  target_key = {"person": "person", "garment_input": "garment"}[target]
+
+  @jax.jit
+  def evaluate(p, agnostic, garment):
+    model = nnx.merge(graphdef, p)
+    model.attn.record_weights = True
+    pred, recorded = nnx.capture(model, nnx.Intermediate)(agnostic, garment)
+    ((_, weights),) = nnx.to_flat_state(recorded)
+    return pred, weights.get_value()[0]
 
   def score(p) -> dict:
-    pred = np.asarray(evaluate(p, batch["agnostic"], batch["garment"]))
-    return learning.garment_metrics(pred, batch["person"], masks, twin)
+    pred, weights = evaluate(p, batch["agnostic"], batch["garment"])
+    return {**learning.garment_metrics(np.asarray(pred), batch[target_key], masks, twin),
+            **place_weights(np.asarray(weights), masks)}
 
   scores = score(params)  # the last evaluation's; the final step is always evaluated
   curve = [{"step": 0, **{k: scores[k] for k in SCORES}}]
   start = time.perf_counter()
   for i in range(1, steps + 1):
     b = next(batches)
-    images = (np.asarray(b[k]) for k in ("agnostic", "garment", "person"))
+    images = (np.asarray(b[k]) for k in ("agnostic", "garment", target_key))
     weight = (np.asarray(b["garment_mask"], np.float32) if loss_on == "garment"
               else np.ones(b["person"].shape[:3], np.float32))
     params, opt_state, loss = step(params, opt_state, *images, weight)
@@ -177,7 +220,7 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
       scores = score(params)
       curve.append({"step": i, "train_loss": float(loss), **{k: scores[k] for k in SCORES}})
   seconds = time.perf_counter() - start
-  return {"position": position, "loss_on": loss_on, "steps": steps,
+  return {"position": position, "loss_on": loss_on, "target": target, "steps": steps,
           "seconds": round(seconds, 1),
           "params": int(sum(x.size for x in jax.tree.leaves(params))), **scores,
           "curve": curve}
@@ -194,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     batch["garment"] = lined_up_garments(*data[largs.eval_split], largs.eval_split,
                                          learning.batch_ids(batch), int(config.data.resolution))
   result = {"command": common.command_line(), "device": common.device_info(),
-            "lined_up": args.lined_up, "loss_on": args.loss_on, "learning_flags": vars(largs),
+            "lined_up": args.lined_up, "loss_on": args.loss_on, "target": args.target,
+            "learning_flags": vars(largs),
             "eval_ids": learning.batch_ids(batch),
             "reference": {
                 "copy_garment_input": learning.garment_metrics(batch["garment"], batch["person"],
@@ -209,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))
     run = train_copier(config, position, largs.steps, args.eval_every, (batch, masks, twin),
-                       largs.seed, batches, args.loss_on)
+                       largs.seed, batches, args.loss_on, args.target)
     common.emit({"position": position, **{k: run[k] for k in ("steps", "seconds", "params",
                                                                *SCORES)}})
     result["runs"][position] = run
