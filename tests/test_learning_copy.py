@@ -290,3 +290,49 @@ def test_a_garment_loss_ignores_the_target_outside_the_garment():
   assert dark["curve"][-1] == bright["curve"][-1]  # the same loss, the same trained layer
   assert dark["curve"][-1]["psnr_garment"] != dark["curve"][0]["psnr_garment"]  # it trained
   assert train(-1.0, "image")["curve"][-1] != train(1.0, "image")["curve"][-1]
+
+
+def test_place_weights_read_the_weight_at_and_around_each_pixels_own_place():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  r, n = 6, 36
+  mask = np.zeros((2, r, r), bool)
+  mask[:, 2:4, 1:5] = True  # away from the edge: every pixel has its 8 neighbours
+  rows, cols = np.divmod(np.arange(n), r)
+  to_own = np.broadcast_to(np.eye(n), (2, 2, n, n))  # 2 heads on each pixel's own place
+  on_right = np.zeros((n, n))  # all weight on the pixel to the right (wrapping at the edge)
+  on_right[np.arange(n), rows * r + (cols + 1) % r] = 1
+  far = np.zeros((n, n))  # all weight two rows down
+  far[np.arange(n), ((rows + 2) % r) * r + cols] = 1
+  even = np.full((2, 2, n, n), 1 / n)
+  own = learning_copy_pairs.place_weights(to_own, mask)
+  assert own == {"own_place_weight": 1.0, "near_place_weight": 1.0}
+  right = learning_copy_pairs.place_weights(np.broadcast_to(on_right, (2, 2, n, n)), mask)
+  assert right == {"own_place_weight": 0.0, "near_place_weight": 1.0}
+  heads = np.stack([np.eye(n), far])[None].repeat(2, axis=0)  # one head at the place, one far
+  assert learning_copy_pairs.place_weights(heads, mask) == {"own_place_weight": 0.5,
+                                                            "near_place_weight": 0.5}
+  spread = learning_copy_pairs.place_weights(even, mask)
+  np.testing.assert_allclose(list(spread.values()), [1 / n, 9 / n], rtol=1e-6)
+
+
+def test_the_garment_input_target_trains_the_copier_on_i_c_not_the_person():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  config = learning.get_config("parallel")
+  config.model.resolution, config.model.channels, config.model.head_dim = 16, (16, 32), 8
+  rng = np.random.default_rng(1)
+  images = {k: rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+            for k in ("agnostic", "garment", "person")}
+  mask = np.zeros((2, 16, 16), bool)
+  mask[:, 3:11, 4:12] = True
+
+  def train(person: np.ndarray, target: str) -> dict:
+    batch = {**images, "person": person, "garment_mask": mask}
+    held_out = (batch, mask, images["garment"])
+    return learning_copy_pairs.train_copier(config, "fourier", 3, 3, held_out, 0,
+                                            iter(lambda: batch, None), "garment", target)
+
+  one, other = train(images["person"], "garment_input"), train(-images["person"], "garment_input")
+  assert one["target"] == "garment_input"
+  assert one["curve"] == other["curve"]  # the person image is neither trained on nor scored
+  assert train(images["person"], "person")["curve"][-1] != one["curve"][-1]
+  assert 0 < one["own_place_weight"] < one["near_place_weight"] < 1
