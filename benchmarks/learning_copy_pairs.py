@@ -35,6 +35,11 @@ the read at the token's own place is then the exact answer, where against the pe
 leaves the renderings' differences (about 21 dB on the garment); what stays from the toy is the
 images: their patterns, the garments' shapes and outlines, and the fixed training pairs.
 
+``--garment_content noise`` (with ``--lined_up``) keeps each lined-up garment's shape, outline,
+mean colour and spread, and replaces its pixels by white noise around that colour (the toy's
+tokens, ``noise_garments``; fixed per record, as the images are): whether the images' patterns,
+smooth and periodic, are what the read cannot find the place in.
+
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
 scored with benchmarks.learning.garment_metrics (PSNR, SSIM, detail and pattern corr. on the
@@ -52,6 +57,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -78,6 +84,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   p.add_argument("--target", default="person", choices=TARGETS,
                  help="what the copier is trained and scored against: the person image, or I_c "
                       "itself (the toy's place task on the study's pixels)")
+  p.add_argument("--garment_content", default="image", choices=("image", "noise"),
+                 help="the lined-up garments' pixels, or white noise of their colour and spread "
+                      "(noise_garments); needs --lined_up")
   p.add_argument("--lined_up", action="store_true",
                  help="I_c cut with the person's crop (lined_up_garments); needs --same_pose")
   args = p.parse_args(argv[:split])
@@ -87,6 +96,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   if args.lined_up and not largs.same_pose:
     p.error("--lined_up needs the same-pose set (--same_pose after --): elsewhere the cloth "
             "image shows another pose")
+  if args.garment_content != "image" and not args.lined_up:
+    p.error(f"--garment_content {args.garment_content} needs --lined_up (it replaces the "
+            "lined-up garments' pixels)")
   return args, largs
 
 
@@ -111,17 +123,41 @@ def lined_up_garments(records_glob: str, raw_root: str, split: str, ids: Sequenc
   return np.stack(out)
 
 
+GARMENT_FLOOR = -0.98  # I_c's background is black (-1); a pixel above it in any channel is garment
+
+
+def noise_garments(garments: np.ndarray, ids: Sequence[str], seed: int) -> np.ndarray:
+  """garments [N, R, R, 3] in [-1, 1] on black -> the same, each garment's pixels replaced by its
+  mean colour plus its standard deviation (over its pixels and channels) times white noise,
+  clipped to [-1, 1]. The noise is drawn from the record's id and ``seed``: fixed per record."""
+  out = garments.copy()
+  for garment, new, rid in zip(garments, out, ids):
+    on = (garment > GARMENT_FLOOR).any(-1)
+    if not on.any():
+      continue
+    pixels = garment[on]
+    rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
+    noise = rng.standard_normal(pixels.shape).astype(garments.dtype)
+    new[on] = np.clip(pixels.mean(0) + pixels.std() * noise, -1, 1)
+  return out
+
+
 def file_order_batches(config, records_glob: str, raw_root: str, split: str,
-                       lined_up: bool, garment_masks: bool = False) -> Iterator[dict]:
+                       lined_up: bool, garment_masks: bool = False,
+                       garment_noise_seed: int | None = None) -> Iterator[dict]:
   """Endless batches of config.train.batch_size training records in file order (eval decoding,
   no flips), I_c lined up (lined_up_garments) if asked, and with the target garment masks
   [B, R, R] bool (learning.garment_masks) as "garment_mask" if asked; the last partial batch of
-  an epoch is dropped."""
+  an epoch is dropped. garment_noise_seed: the lined-up garments' pixels replaced by
+  noise_garments with that seed."""
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   size, resolution = int(config.train.batch_size), int(config.data.resolution)
   ids = list(learning.records_by_id(records_glob))
   if lined_up:
-    garments = dict(zip(ids, lined_up_garments(records_glob, raw_root, split, ids, resolution)))
+    lined = lined_up_garments(records_glob, raw_root, split, ids, resolution)
+    if garment_noise_seed is not None:
+      lined = noise_garments(lined, ids, garment_noise_seed)
+    garments = dict(zip(ids, lined))
   if garment_masks:
     masks = dict(zip(ids, learning.garment_masks(records_glob, raw_root, split, ids, resolution)))
   while True:
@@ -236,8 +272,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
   if args.lined_up:
     batch["garment"] = lined_up_garments(*data[largs.eval_split], largs.eval_split,
                                          learning.batch_ids(batch), int(config.data.resolution))
+  noise_seed = largs.seed if args.garment_content == "noise" else None
+  if noise_seed is not None:
+    batch["garment"] = noise_garments(batch["garment"], learning.batch_ids(batch), noise_seed)
   result = {"command": common.command_line(), "device": common.device_info(),
-            "lined_up": args.lined_up, "loss_on": args.loss_on, "target": args.target,
+            "lined_up": args.lined_up, "garment_content": args.garment_content,
+            "loss_on": args.loss_on, "target": args.target,
             "learning_flags": vars(largs),
             "eval_ids": learning.batch_ids(batch),
             "reference": {
@@ -248,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   for position in args.positions:
     if args.lined_up or args.loss_on == "garment":
       batches = file_order_batches(config, *data["train"], "train", lined_up=args.lined_up,
-                                   garment_masks=args.loss_on == "garment")
+                                   garment_masks=args.loss_on == "garment",
+                                   garment_noise_seed=noise_seed)
     else:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))
