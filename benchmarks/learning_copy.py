@@ -45,7 +45,9 @@ the garment mark, and the copier's path from them through its embeddings is a co
 ``--position_init_scale`` starts the position code's query and key projections at a multiple of
 their initialisation (the place logits at its square): how the plateau depends on where it starts.
 
-Each step draws a fresh batch (the task has no training set to overfit). ``--target_noise`` adds
+Each step draws a fresh batch (the task has no training set to overfit), unless
+``--train_batches N`` fixes a training set: N batches drawn once and walked in order, epoch after
+epoch, as the copier walks the study's 1,024 pairs (128 batches of 8) in file order. ``--target_noise`` adds
 Gaussian noise of that standard deviation to the training targets (never to the held-out ones): the
 diffusion loss carries the pattern as a small part of a noisy target, and this shows how the noise
 slows the copy. Every --eval_every steps, on a fixed held-out batch:
@@ -104,6 +106,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--position_init_scale", nargs="+", type=float, default=[1.0],
                  help="the position code's query and key projections start at this multiple of "
                       "their initialisation")
+  p.add_argument("--train_batches", nargs="+", type=int, default=[0],
+                 help="place task: a training set of this many fixed batches, walked in order "
+                      "(0: a fresh batch every step)")
   p.add_argument("--steps", type=int, default=2000)
   p.add_argument("--eval_every", type=int, default=100)
   p.add_argument("--tag_channels", type=int, default=0,
@@ -129,12 +134,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   if any(0 < t < 2 or t < 0 for t in args.stripe_period):
     p.error(f"--stripe_period={args.stripe_period}: periods must be 0 (white noise) or >= 2 "
             "tokens")
+  if any(n < 0 for n in args.train_batches):
+    p.error(f"--train_batches={args.train_batches} must be >= 0")
   if any(s < 0 for s in args.person_noise):
     p.error(f"--person_noise={args.person_noise}: standard deviations must be >= 0")
   if ((min(args.garment_fraction + args.pattern_share) < 1 or max(args.stripe_period) > 0
-       or args.person_noise != [1.0]) and "content" in args.tasks):
-    p.error("--garment_fraction and --pattern_share below 1, --stripe_period and --person_noise "
-            "are place-task settings: pass --tasks place")
+       or args.person_noise != [1.0] or max(args.train_batches) > 0)
+      and "content" in args.tasks):
+    p.error("--garment_fraction and --pattern_share below 1, --stripe_period, --person_noise and "
+            "--train_batches are place-task settings: pass --tasks place")
   return args
 
 
@@ -296,16 +304,33 @@ def scale_position_code(attn, scale: float) -> None:
       projection.kernel.value = scale * projection.kernel.value
 
 
+def batch_keys(seed: int, steps: int, train_batches: int = 0) -> list:
+  """The key of each training step's batch: a fresh one every step, or (``train_batches`` > 0)
+  the keys of that many fixed batches, in order, epoch after epoch."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if train_batches:
+    fixed = [jax.random.fold_in(jax.random.key(seed), j) for j in range(train_batches)]
+    return [fixed[i % train_batches] for i in range(steps)]
+  keys, key = [], jax.random.key(seed)
+  for _ in range(steps):
+    key, sub = jax.random.split(key)
+    keys.append(sub)
+  return keys
+
+
 def train_copy(config, shape: dict[str, int], task: str, position: str, target_noise: float,
                steps: int, eval_every: int, tag_channels: int, eval_batch: int,
                seed: int, garment_fraction: float = 1.0, pattern_share: float = 1.0,
                token_channels: int = 0, stripe_period: float = 0.0,
-               position_init_scale: float = 1.0, person_noise: float = 1.0) -> dict:
+               position_init_scale: float = 1.0, person_noise: float = 1.0,
+               train_batches: int = 0) -> dict:
   """Trains one fresh cross-attention layer on the copy task; returns its curve and marks.
 
   ``token_channels`` > 0: the tokens have that many dimensions and the layer sits in
   ``make_token_copier``; 0: the tokens have the layer's channels and are fed to it as they are.
   ``position_init_scale`` multiplies the position code's initial query and key projections.
+  ``train_batches`` > 0: step i trains on batch i mod train_batches of a fixed set; 0: a fresh
+  batch every step.
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -363,10 +388,8 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
     return copy_scores(*evaluate(p), held_out)
 
   curve = [{"step": 0, **score(params)}]
-  key = jax.random.key(seed)
   start = time.perf_counter()
-  for i in range(1, steps + 1):
-    key, sub = jax.random.split(key)
+  for i, sub in enumerate(batch_keys(seed, steps, train_batches), 1):
     params, opt_state, loss = step(params, opt_state, sub)
     if i % eval_every == 0 or i == steps:
       curve.append({"step": i, "train_loss": float(loss), **score(params)})
@@ -382,7 +405,8 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
           "garment_fraction": garment_fraction,
           "garment_side": garment_side(side, garment_fraction), "pattern_share": pattern_share,
           "token_channels": token_channels, "stripe_period": stripe_period,
-          "position_init_scale": position_init_scale, "person_noise": person_noise, **shape,
+          "position_init_scale": position_init_scale, "person_noise": person_noise,
+          "train_batches": train_batches, **shape,
           "heads": shape["channels"] // shape["head_dim"],
           "tag_channels": tags if task == "content" else 0, "batch": batch, "lr": config.train.lr,
           "steps": steps, "seconds": round(seconds, 1), "final_r2": curve[-1]["r2"],
@@ -406,12 +430,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
   for task in args.tasks:
     for position in args.positions:
       for noise in args.target_noise:
-        for fraction, share, tokens, period, scale, person in itertools.product(
+        for fraction, share, tokens, period, scale, person, pool in itertools.product(
             args.garment_fraction, args.pattern_share, args.token_channels, args.stripe_period,
-            args.position_init_scale, args.person_noise):
+            args.position_init_scale, args.person_noise, args.train_batches):
           result = train_copy(config, shape, task, position, noise, args.steps, args.eval_every,
                               args.tag_channels, args.eval_batch, args.seed, fraction, share,
-                              tokens, period, scale, person)
+                              tokens, period, scale, person, pool)
           common.emit({k: v for k, v in result.items() if k != "curve"})
           results.append(result)
   if args.json:

@@ -363,3 +363,15 @@ def test_noise_garments_keep_shape_colour_and_spread_and_lose_the_pattern():
                             noised[0])
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--garment_content", "noise", "--", "--same_pose"])
+
+
+def test_batch_keys_are_fresh_or_walk_a_fixed_set_in_order():
+  def raw(keys):
+    return [tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in keys]
+  fresh = raw(learning_copy.batch_keys(0, 6))
+  assert len(set(fresh)) == 6
+  fixed = raw(learning_copy.batch_keys(0, 7, train_batches=3))
+  assert len(set(fixed[:3])) == 3 and fixed[3:6] == fixed[:3] and fixed[6] == fixed[0]
+  assert raw(learning_copy.batch_keys(1, 3, train_batches=3)) != fixed[:3]
+  with pytest.raises(SystemExit):
+    learning_copy.parse_args(["--tasks", "content", "--train_batches", "4"])
