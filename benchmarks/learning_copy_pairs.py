@@ -35,10 +35,11 @@ the read at the token's own place is then the exact answer, where against the pe
 leaves the renderings' differences (about 21 dB on the garment); what stays from the toy is the
 images: their patterns, the garments' shapes and outlines, and the fixed training pairs.
 
-``--garment_content noise`` (with ``--lined_up``) keeps each lined-up garment's shape, outline,
-mean colour and spread, and replaces its pixels by white noise around that colour (the toy's
-tokens, ``noise_garments``; fixed per record, as the images are): whether the images' patterns,
-smooth and periodic, are what the read cannot find the place in.
+``--garment_content`` (with ``--lined_up``) replaces each lined-up garment's pixels, keeping its
+shape, outline and place (``replace_garment_content``; fixed per record, as the images are):
+``noise``, white noise around its mean colour with its pattern's spread (the toy's tokens);
+``shuffle``, its own pixels in a random order (its colours, their mix and distribution, without
+their spatial arrangement). Which property of the images' patterns keeps the read from the place.
 
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
@@ -68,6 +69,7 @@ from benchmarks.learning_copy import POSITIONS, make_token_copier
 SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "pattern_corr_garment",
           "own_place_weight", "near_place_weight")
 TARGETS = ("person", "garment_input")
+GARMENT_CONTENTS = ("image", "noise", "shuffle")
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace]:
@@ -84,9 +86,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   p.add_argument("--target", default="person", choices=TARGETS,
                  help="what the copier is trained and scored against: the person image, or I_c "
                       "itself (the toy's place task on the study's pixels)")
-  p.add_argument("--garment_content", default="image", choices=("image", "noise"),
-                 help="the lined-up garments' pixels, or white noise of their colour and spread "
-                      "(noise_garments); needs --lined_up")
+  p.add_argument("--garment_content", default="image", choices=GARMENT_CONTENTS,
+                 help="the lined-up garments' pixels, white noise of their colour and spread, or "
+                      "their own pixels shuffled (replace_garment_content); needs --lined_up")
   p.add_argument("--lined_up", action="store_true",
                  help="I_c cut with the person's crop (lined_up_garments); needs --same_pose")
   args = p.parse_args(argv[:split])
@@ -126,37 +128,50 @@ def lined_up_garments(records_glob: str, raw_root: str, split: str, ids: Sequenc
 GARMENT_FLOOR = -0.98  # I_c's background is black (-1); a pixel above it in any channel is garment
 
 
-def noise_garments(garments: np.ndarray, ids: Sequence[str], seed: int) -> np.ndarray:
-  """garments [N, R, R, 3] in [-1, 1] on black -> the same, each garment's pixels replaced by its
-  mean colour plus its standard deviation (over its pixels and channels) times white noise,
-  clipped to [-1, 1]. The noise is drawn from the record's id and ``seed``: fixed per record."""
+def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
+                            content: str) -> np.ndarray:
+  """garments [N, R, R, 3] in [-1, 1] on black -> the same, each garment's pixels (those above
+  GARMENT_FLOOR in a channel) replaced; the black is kept.
+
+  content: "image", nothing replaced; "noise", the garment's mean colour plus the RMS of its pixels
+  about it times white noise (each pixel and channel its own), clipped to [-1, 1]; "shuffle", the
+  garment's own pixels in a random order over its places. The draw comes from the record's id and
+  ``seed``: fixed per record.
+  """
+  if content not in GARMENT_CONTENTS:
+    raise ValueError(f"content={content!r}: expected one of {GARMENT_CONTENTS}")
   out = garments.copy()
+  if content == "image":
+    return out
   for garment, new, rid in zip(garments, out, ids):
     on = (garment > GARMENT_FLOOR).any(-1)
-    if not on.any():
-      continue
     pixels = garment[on]
+    if not len(pixels):
+      continue
     rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
-    noise = rng.standard_normal(pixels.shape).astype(garments.dtype)
-    new[on] = np.clip(pixels.mean(0) + pixels.std() * noise, -1, 1)
+    if content == "noise":
+      spread = np.sqrt(np.mean((pixels - pixels.mean(0)) ** 2))
+      noise = rng.standard_normal(pixels.shape).astype(garments.dtype)
+      new[on] = np.clip(pixels.mean(0) + spread * noise, -1, 1)
+    else:
+      new[on] = pixels[rng.permutation(len(pixels))]
   return out
 
 
 def file_order_batches(config, records_glob: str, raw_root: str, split: str,
                        lined_up: bool, garment_masks: bool = False,
-                       garment_noise_seed: int | None = None) -> Iterator[dict]:
+                       garment_content: str = "image", content_seed: int = 0) -> Iterator[dict]:
   """Endless batches of config.train.batch_size training records in file order (eval decoding,
   no flips), I_c lined up (lined_up_garments) if asked, and with the target garment masks
   [B, R, R] bool (learning.garment_masks) as "garment_mask" if asked; the last partial batch of
-  an epoch is dropped. garment_noise_seed: the lined-up garments' pixels replaced by
-  noise_garments with that seed."""
+  an epoch is dropped. garment_content, content_seed: the lined-up garments' pixels replaced by
+  replace_garment_content."""
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   size, resolution = int(config.train.batch_size), int(config.data.resolution)
   ids = list(learning.records_by_id(records_glob))
   if lined_up:
     lined = lined_up_garments(records_glob, raw_root, split, ids, resolution)
-    if garment_noise_seed is not None:
-      lined = noise_garments(lined, ids, garment_noise_seed)
+    lined = replace_garment_content(lined, ids, content_seed, garment_content)
     garments = dict(zip(ids, lined))
   if garment_masks:
     masks = dict(zip(ids, learning.garment_masks(records_glob, raw_root, split, ids, resolution)))
@@ -272,9 +287,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   if args.lined_up:
     batch["garment"] = lined_up_garments(*data[largs.eval_split], largs.eval_split,
                                          learning.batch_ids(batch), int(config.data.resolution))
-  noise_seed = largs.seed if args.garment_content == "noise" else None
-  if noise_seed is not None:
-    batch["garment"] = noise_garments(batch["garment"], learning.batch_ids(batch), noise_seed)
+    batch["garment"] = replace_garment_content(batch["garment"], learning.batch_ids(batch),
+                                               largs.seed, args.garment_content)
   result = {"command": common.command_line(), "device": common.device_info(),
             "lined_up": args.lined_up, "garment_content": args.garment_content,
             "loss_on": args.loss_on, "target": args.target,
@@ -289,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.lined_up or args.loss_on == "garment":
       batches = file_order_batches(config, *data["train"], "train", lined_up=args.lined_up,
                                    garment_masks=args.loss_on == "garment",
-                                   garment_noise_seed=noise_seed)
+                                   garment_content=args.garment_content,
+                                   content_seed=largs.seed)
     else:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))

@@ -338,31 +338,45 @@ def test_the_garment_input_target_trains_the_copier_on_i_c_not_the_person():
   assert 0 < one["own_place_weight"] < one["near_place_weight"] < 1
 
 
-def test_noise_garments_keep_shape_colour_and_spread_and_lose_the_pattern():
+def test_garment_content_noise_and_shuffle_keep_shape_and_colours_and_lose_the_pattern():
   from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
   garments = np.full((2, 32, 32, 3), -1.0, np.float32)  # black, as I_c's background
   rows = np.arange(32)[:, None]
   stripe = np.where((rows // 6) % 2 == 0, 0.3, -0.3) * np.ones((1, 32))  # a smooth pattern
   garments[0, 4:28, 6:26] = (stripe[4:28, 6:26, None] + np.array([0.1, -0.2, 0.0])) * 0.5
   garments[1, 10:20, 10:20] = 0.2  # one flat colour
-  noised = learning_copy_pairs.noise_garments(garments, ["a", "b"], seed=0)
+  region = garments[0, 4:28, 6:26]
   on = garments > learning_copy_pairs.GARMENT_FLOOR
-  np.testing.assert_array_equal(noised[~on], garments[~on])  # the black is untouched
-  inside = noised[0, 4:28, 6:26]
-  np.testing.assert_allclose(inside.mean((0, 1)), garments[0, 4:28, 6:26].mean((0, 1)), atol=0.02)
-  assert abs(inside.std() - garments[0, 4:28, 6:26].std()) < 0.02
-  # Neighbouring rows no longer agree: the stripe is gone.
+
   def row_corr(x):  # of each pixel's channel mean with the pixel's below
     x = x.mean(-1)
     return np.corrcoef(x[:-1].ravel(), x[1:].ravel())[0, 1]
-  assert row_corr(garments[0, 4:28, 6:26]) > 0.5 and abs(row_corr(inside)) < 0.1
-  np.testing.assert_allclose(noised[1], garments[1], atol=1e-6)  # no spread, no noise
-  again = learning_copy_pairs.noise_garments(garments, ["a", "b"], seed=0)
-  np.testing.assert_array_equal(again, noised)  # fixed per record
-  assert not np.array_equal(learning_copy_pairs.noise_garments(garments, ["c", "b"], 0)[0],
-                            noised[0])
+
+  def replace(content, ids=("a", "b"), seed=0):
+    return learning_copy_pairs.replace_garment_content(garments, list(ids), seed, content)
+
+  np.testing.assert_array_equal(replace("image"), garments)
+  assert row_corr(region) > 0.5
+  for content in ("noise", "shuffle"):
+    new = replace(content)
+    np.testing.assert_array_equal(new[~on], garments[~on])  # the black is untouched
+    inside = new[0, 4:28, 6:26]
+    np.testing.assert_allclose(inside.mean((0, 1)), region.mean((0, 1)), atol=0.02)
+    np.testing.assert_allclose(inside.std((0, 1)), region.std((0, 1)), atol=0.02)
+    assert abs(row_corr(inside)) < 0.1  # neighbouring rows no longer agree: the stripe is gone
+    np.testing.assert_allclose(new[1], garments[1], atol=1e-6)  # no spread, nothing to move
+    np.testing.assert_array_equal(replace(content), new)  # fixed per record
+    assert not np.array_equal(replace(content, ("c", "b"))[0], new[0])
+    assert not np.array_equal(replace(content, seed=1)[0], new[0])
+  noise, shuffled = replace("noise")[0, 4:28, 6:26], replace("shuffle")[0, 4:28, 6:26]
+  # Shuffled, the garment keeps its two colours exactly; noise spreads them.
+  np.testing.assert_array_equal(np.unique(shuffled.reshape(-1, 3), axis=0),
+                                np.unique(region.reshape(-1, 3), axis=0))
+  assert len(np.unique(noise.reshape(-1, 3), axis=0)) > 100
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--garment_content", "noise", "--", "--same_pose"])
+  with pytest.raises(ValueError, match="content='blur'"):
+    replace("blur")
 
 
 def test_batch_keys_are_fresh_or_walk_a_fixed_set_in_order():
