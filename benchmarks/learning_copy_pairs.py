@@ -37,7 +37,9 @@ images: their patterns, the garments' shapes and outlines, and the fixed trainin
 
 ``--garment_content`` (with ``--lined_up``) replaces each lined-up garment's pixels, keeping its
 shape, outline and place (``replace_garment_content``; fixed per record, as the images are):
-``noise``, white noise around its mean colour with its pattern's spread (the toy's tokens);
+``noise``, white noise around its mean colour with its pattern's spread (the toy's tokens;
+``--noise_blur S`` blurs the noise by a Gaussian of S pixels before it is scaled, so that
+neighbours agree);
 ``shuffle``, its own pixels in a random order (its colours, their mix and distribution, without
 their spatial arrangement). Which property of the images' patterns keeps the read from the place.
 
@@ -62,6 +64,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import scipy.ndimage
 
 from benchmarks import learning
 from benchmarks.learning_copy import POSITIONS, make_token_copier
@@ -89,6 +92,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   p.add_argument("--garment_content", default="image", choices=GARMENT_CONTENTS,
                  help="the lined-up garments' pixels, white noise of their colour and spread, or "
                       "their own pixels shuffled (replace_garment_content); needs --lined_up")
+  p.add_argument("--noise_blur", type=float, default=0.0,
+                 help="--garment_content noise: the noise's Gaussian blur in pixels (0: white)")
   p.add_argument("--lined_up", action="store_true",
                  help="I_c cut with the person's crop (lined_up_garments); needs --same_pose")
   args = p.parse_args(argv[:split])
@@ -98,6 +103,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   if args.lined_up and not largs.same_pose:
     p.error("--lined_up needs the same-pose set (--same_pose after --): elsewhere the cloth "
             "image shows another pose")
+  if args.noise_blur < 0 or (args.noise_blur and args.garment_content != "noise"):
+    p.error(f"--noise_blur={args.noise_blur}: a blur >= 0 of --garment_content noise")
   if args.garment_content != "image" and not args.lined_up:
     p.error(f"--garment_content {args.garment_content} needs --lined_up (it replaces the "
             "lined-up garments' pixels)")
@@ -129,12 +136,14 @@ GARMENT_FLOOR = -0.98  # I_c's background is black (-1); a pixel above it in any
 
 
 def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
-                            content: str) -> np.ndarray:
+                            content: str, noise_blur: float = 0.0) -> np.ndarray:
   """garments [N, R, R, 3] in [-1, 1] on black -> the same, each garment's pixels (those above
   GARMENT_FLOOR in a channel) replaced; the black is kept.
 
   content: "image", nothing replaced; "noise", the garment's mean colour plus the RMS of its pixels
-  about it times white noise (each pixel and channel its own), clipped to [-1, 1]; "shuffle", the
+  about it times white noise (each pixel and channel its own; with ``noise_blur`` > 0, noise drawn
+  over the whole grid and blurred by a Gaussian of that many pixels, then brought back to unit RMS
+  on the garment), clipped to [-1, 1]; "shuffle", the
   garment's own pixels in a random order over its places. The draw comes from the record's id and
   ``seed``: fixed per record.
   """
@@ -151,8 +160,13 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
     rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
     if content == "noise":
       spread = np.sqrt(np.mean((pixels - pixels.mean(0)) ** 2))
-      noise = rng.standard_normal(pixels.shape).astype(garments.dtype)
-      new[on] = np.clip(pixels.mean(0) + spread * noise, -1, 1)
+      if noise_blur:
+        noise = scipy.ndimage.gaussian_filter(rng.standard_normal(garment.shape),
+                                              (noise_blur, noise_blur, 0))[on]
+        noise /= np.sqrt(np.mean(noise ** 2))
+      else:
+        noise = rng.standard_normal(pixels.shape)
+      new[on] = np.clip(pixels.mean(0) + spread * noise.astype(garments.dtype), -1, 1)
     else:
       new[on] = pixels[rng.permutation(len(pixels))]
   return out
@@ -160,18 +174,19 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
 
 def file_order_batches(config, records_glob: str, raw_root: str, split: str,
                        lined_up: bool, garment_masks: bool = False,
-                       garment_content: str = "image", content_seed: int = 0) -> Iterator[dict]:
+                       garment_content: str = "image", content_seed: int = 0,
+                       noise_blur: float = 0.0) -> Iterator[dict]:
   """Endless batches of config.train.batch_size training records in file order (eval decoding,
   no flips), I_c lined up (lined_up_garments) if asked, and with the target garment masks
   [B, R, R] bool (learning.garment_masks) as "garment_mask" if asked; the last partial batch of
-  an epoch is dropped. garment_content, content_seed: the lined-up garments' pixels replaced by
-  replace_garment_content."""
+  an epoch is dropped. garment_content, content_seed, noise_blur: the lined-up garments' pixels
+  replaced by replace_garment_content."""
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   size, resolution = int(config.train.batch_size), int(config.data.resolution)
   ids = list(learning.records_by_id(records_glob))
   if lined_up:
     lined = lined_up_garments(records_glob, raw_root, split, ids, resolution)
-    lined = replace_garment_content(lined, ids, content_seed, garment_content)
+    lined = replace_garment_content(lined, ids, content_seed, garment_content, noise_blur)
     garments = dict(zip(ids, lined))
   if garment_masks:
     masks = dict(zip(ids, learning.garment_masks(records_glob, raw_root, split, ids, resolution)))
@@ -288,9 +303,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     batch["garment"] = lined_up_garments(*data[largs.eval_split], largs.eval_split,
                                          learning.batch_ids(batch), int(config.data.resolution))
     batch["garment"] = replace_garment_content(batch["garment"], learning.batch_ids(batch),
-                                               largs.seed, args.garment_content)
+                                               largs.seed, args.garment_content,
+                                               args.noise_blur)
   result = {"command": common.command_line(), "device": common.device_info(),
             "lined_up": args.lined_up, "garment_content": args.garment_content,
+            "noise_blur": args.noise_blur,
             "loss_on": args.loss_on, "target": args.target,
             "learning_flags": vars(largs),
             "eval_ids": learning.batch_ids(batch),
@@ -304,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       batches = file_order_batches(config, *data["train"], "train", lined_up=args.lined_up,
                                    garment_masks=args.loss_on == "garment",
                                    garment_content=args.garment_content,
-                                   content_seed=largs.seed)
+                                   content_seed=largs.seed, noise_blur=args.noise_blur)
     else:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))

@@ -373,8 +373,19 @@ def test_garment_content_noise_and_shuffle_keep_shape_and_colours_and_lose_the_p
   np.testing.assert_array_equal(np.unique(shuffled.reshape(-1, 3), axis=0),
                                 np.unique(region.reshape(-1, 3), axis=0))
   assert len(np.unique(noise.reshape(-1, 3), axis=0)) > 100
+  # Blurred noise: the same colour and spread, and neighbours agree again.
+  blurred = learning_copy_pairs.replace_garment_content(garments, ["a", "b"], 0, "noise", 1.0)
+  inside = blurred[0, 4:28, 6:26]
+  np.testing.assert_allclose(inside.mean((0, 1)), region.mean((0, 1)), atol=0.05)
+  np.testing.assert_allclose(np.sqrt(np.mean((inside - inside.mean((0, 1))) ** 2)),
+                             np.sqrt(np.mean((region - region.mean((0, 1))) ** 2)), rtol=0.05)
+  assert row_corr(inside) > 0.5
+  np.testing.assert_array_equal(blurred[~on], garments[~on])
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--garment_content", "noise", "--", "--same_pose"])
+  with pytest.raises(SystemExit):
+    learning_copy_pairs.parse_args(["--lined_up", "--garment_content", "shuffle", "--noise_blur",
+                                    "1", "--", "--same_pose"])
   with pytest.raises(ValueError, match="content='blur'"):
     replace("blur")
 
