@@ -39,7 +39,8 @@ images: their patterns, the garments' shapes and outlines, and the fixed trainin
 shape, outline and place (``replace_garment_content``; fixed per record, as the images are):
 ``noise``, white noise around its mean colour with its pattern's spread (the toy's tokens;
 ``--noise_blur S`` blurs the noise by a Gaussian of S pixels before it is scaled, so that
-neighbours agree);
+neighbours agree; ``--noise_period P`` tiles one P x P draw over the grid, so that each value
+recurs every P pixels, as a stripe's or check's does);
 ``shuffle``, its own pixels in a random order (its colours, their mix and distribution, without
 their spatial arrangement). Which property of the images' patterns keeps the read from the place.
 
@@ -94,6 +95,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
                       "their own pixels shuffled (replace_garment_content); needs --lined_up")
   p.add_argument("--noise_blur", type=float, default=0.0,
                  help="--garment_content noise: the noise's Gaussian blur in pixels (0: white)")
+  p.add_argument("--noise_period", type=int, default=0,
+                 help="--garment_content noise: one P x P draw of the noise tiled over the grid "
+                      "(0: every pixel its own)")
   p.add_argument("--lined_up", action="store_true",
                  help="I_c cut with the person's crop (lined_up_garments); needs --same_pose")
   args = p.parse_args(argv[:split])
@@ -105,6 +109,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
             "image shows another pose")
   if args.noise_blur < 0 or (args.noise_blur and args.garment_content != "noise"):
     p.error(f"--noise_blur={args.noise_blur}: a blur >= 0 of --garment_content noise")
+  if args.noise_period < 0 or (args.noise_period and args.garment_content != "noise"):
+    p.error(f"--noise_period={args.noise_period}: a period >= 0 of --garment_content noise")
   if args.garment_content != "image" and not args.lined_up:
     p.error(f"--garment_content {args.garment_content} needs --lined_up (it replaces the "
             "lined-up garments' pixels)")
@@ -136,14 +142,16 @@ GARMENT_FLOOR = -0.98  # I_c's background is black (-1); a pixel above it in any
 
 
 def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
-                            content: str, noise_blur: float = 0.0) -> np.ndarray:
+                            content: str, noise_blur: float = 0.0,
+                            noise_period: int = 0) -> np.ndarray:
   """garments [N, R, R, 3] in [-1, 1] on black -> the same, each garment's pixels (those above
   GARMENT_FLOOR in a channel) replaced; the black is kept.
 
   content: "image", nothing replaced; "noise", the garment's mean colour plus the RMS of its pixels
   about it times white noise (each pixel and channel its own; with ``noise_blur`` > 0, noise drawn
   over the whole grid and blurred by a Gaussian of that many pixels, then brought back to unit RMS
-  on the garment), clipped to [-1, 1]; "shuffle", the
+  on the garment; with ``noise_period`` P > 0, one P x P draw tiled over the grid and brought back
+  to unit RMS on the garment), clipped to [-1, 1]; "shuffle", the
   garment's own pixels in a random order over its places. The draw comes from the record's id and
   ``seed``: fixed per record.
   """
@@ -160,10 +168,17 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
     rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
     if content == "noise":
       spread = np.sqrt(np.mean((pixels - pixels.mean(0)) ** 2))
-      if noise_blur:
-        noise = scipy.ndimage.gaussian_filter(rng.standard_normal(garment.shape),
-                                              (noise_blur, noise_blur, 0))[on]
-        noise /= np.sqrt(np.mean(noise ** 2))
+      if noise_blur or noise_period:
+        r = garment.shape[0]
+        if noise_period:
+          tiles = -(-r // noise_period)
+          grid = np.tile(rng.standard_normal((noise_period, noise_period, 3)),
+                         (tiles, tiles, 1))[:r, :r]
+        else:
+          grid = rng.standard_normal(garment.shape)
+        if noise_blur:
+          grid = scipy.ndimage.gaussian_filter(grid, (noise_blur, noise_blur, 0))
+        noise = grid[on] / np.sqrt(np.mean(grid[on] ** 2))
       else:
         noise = rng.standard_normal(pixels.shape)
       new[on] = np.clip(pixels.mean(0) + spread * noise.astype(garments.dtype), -1, 1)
@@ -175,18 +190,19 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
 def file_order_batches(config, records_glob: str, raw_root: str, split: str,
                        lined_up: bool, garment_masks: bool = False,
                        garment_content: str = "image", content_seed: int = 0,
-                       noise_blur: float = 0.0) -> Iterator[dict]:
+                       noise_blur: float = 0.0, noise_period: int = 0) -> Iterator[dict]:
   """Endless batches of config.train.batch_size training records in file order (eval decoding,
   no flips), I_c lined up (lined_up_garments) if asked, and with the target garment masks
   [B, R, R] bool (learning.garment_masks) as "garment_mask" if asked; the last partial batch of
-  an epoch is dropped. garment_content, content_seed, noise_blur: the lined-up garments' pixels
-  replaced by replace_garment_content."""
+  an epoch is dropped. garment_content, content_seed, noise_blur, noise_period: the lined-up
+  garments' pixels replaced by replace_garment_content."""
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   size, resolution = int(config.train.batch_size), int(config.data.resolution)
   ids = list(learning.records_by_id(records_glob))
   if lined_up:
     lined = lined_up_garments(records_glob, raw_root, split, ids, resolution)
-    lined = replace_garment_content(lined, ids, content_seed, garment_content, noise_blur)
+    lined = replace_garment_content(lined, ids, content_seed, garment_content, noise_blur,
+                                    noise_period)
     garments = dict(zip(ids, lined))
   if garment_masks:
     masks = dict(zip(ids, learning.garment_masks(records_glob, raw_root, split, ids, resolution)))
@@ -304,10 +320,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                          learning.batch_ids(batch), int(config.data.resolution))
     batch["garment"] = replace_garment_content(batch["garment"], learning.batch_ids(batch),
                                                largs.seed, args.garment_content,
-                                               args.noise_blur)
+                                               args.noise_blur, args.noise_period)
   result = {"command": common.command_line(), "device": common.device_info(),
             "lined_up": args.lined_up, "garment_content": args.garment_content,
-            "noise_blur": args.noise_blur,
+            "noise_blur": args.noise_blur, "noise_period": args.noise_period,
             "loss_on": args.loss_on, "target": args.target,
             "learning_flags": vars(largs),
             "eval_ids": learning.batch_ids(batch),
@@ -321,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
       batches = file_order_batches(config, *data["train"], "train", lined_up=args.lined_up,
                                    garment_masks=args.loss_on == "garment",
                                    garment_content=args.garment_content,
-                                   content_seed=largs.seed, noise_blur=args.noise_blur)
+                                   content_seed=largs.seed, noise_blur=args.noise_blur,
+                                   noise_period=args.noise_period)
     else:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))

@@ -381,11 +381,20 @@ def test_garment_content_noise_and_shuffle_keep_shape_and_colours_and_lose_the_p
                              np.sqrt(np.mean((region - region.mean((0, 1))) ** 2)), rtol=0.05)
   assert row_corr(inside) > 0.5
   np.testing.assert_array_equal(blurred[~on], garments[~on])
+  # Tiled noise: every value recurs P pixels on, in both directions, and not one pixel on.
+  tiled = learning_copy_pairs.replace_garment_content(garments, ["a", "b"], 0, "noise",
+                                                      noise_period=4)[0, 4:28, 6:26]
+  np.testing.assert_array_equal(tiled[4:], tiled[:-4])
+  np.testing.assert_array_equal(tiled[:, 4:], tiled[:, :-4])
+  assert np.abs(tiled[1:] - tiled[:-1]).max() > 0.1
+  np.testing.assert_allclose(tiled.mean((0, 1)), region.mean((0, 1)), atol=0.1)
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--garment_content", "noise", "--", "--same_pose"])
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--lined_up", "--garment_content", "shuffle", "--noise_blur",
                                     "1", "--", "--same_pose"])
+  with pytest.raises(SystemExit):
+    learning_copy_pairs.parse_args(["--lined_up", "--noise_period", "4", "--", "--same_pose"])
   with pytest.raises(ValueError, match="content='blur'"):
     replace("blur")
 
