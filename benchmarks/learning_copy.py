@@ -47,10 +47,10 @@ their initialisation (the place logits at its square): how the plateau depends o
 
 Each step draws a fresh batch (the task has no training set to overfit), unless
 ``--train_batches N`` fixes a training set: N batches drawn once and walked in order, epoch after
-epoch, as the copier walks the study's 1,024 pairs (128 batches of 8) in file order. ``--target_noise`` adds
-Gaussian noise of that standard deviation to the training targets (never to the held-out ones): the
-diffusion loss carries the pattern as a small part of a noisy target, and this shows how the noise
-slows the copy. Every --eval_every steps, on a fixed held-out batch:
+epoch, as the copier walks the study's 1,024 pairs (128 batches of 8) in file order.
+``--target_noise`` adds Gaussian noise of that standard deviation to the training targets (never
+to the held-out ones): the diffusion loss carries the pattern as a small part of a noisy target,
+and this shows how the noise slows the copy. Every --eval_every steps, on a fixed held-out batch:
   * ``r2``: 1 - MSE / mean square of the target, over the scored channels (0 = the mean, 1 = a
     perfect copy); ``pattern_r2``: 1 - MSE / mean square of the target's pattern (the target less
     its colour; r2 when there is no colour), 0 for the colour alone;

@@ -40,9 +40,9 @@ shape, outline and place (``replace_garment_content``; fixed per record, as the 
 ``noise``, white noise around its mean colour with its pattern's spread (the toy's tokens;
 ``--noise_blur S`` blurs the noise by a Gaussian of S pixels before it is scaled, so that
 neighbours agree; ``--noise_period P`` tiles one P x P draw over the grid, so that each value
-recurs every P pixels, as a stripe's or check's does);
-``shuffle``, its own pixels in a random order (its colours, their mix and distribution, without
-their spatial arrangement). Which property of the images' patterns keeps the read from the place.
+recurs every P pixels, as a stripe's or check's does); ``shuffle``, its own pixels in a random
+order (its colours, their mix and distribution, without their spatial arrangement). Which
+property of the images' patterns keeps the read from the place.
 
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
@@ -151,9 +151,8 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
   about it times white noise (each pixel and channel its own; with ``noise_blur`` > 0, noise drawn
   over the whole grid and blurred by a Gaussian of that many pixels, then brought back to unit RMS
   on the garment; with ``noise_period`` P > 0, one P x P draw tiled over the grid and brought back
-  to unit RMS on the garment), clipped to [-1, 1]; "shuffle", the
-  garment's own pixels in a random order over its places. The draw comes from the record's id and
-  ``seed``: fixed per record.
+  to unit RMS on the garment), clipped to [-1, 1]; "shuffle", the garment's own pixels in a random
+  order over its places. The draw comes from the record's id and ``seed``: fixed per record.
   """
   if content not in GARMENT_CONTENTS:
     raise ValueError(f"content={content!r}: expected one of {GARMENT_CONTENTS}")
