@@ -265,15 +265,21 @@ def test_lined_up_garments_sit_where_the_target_shows_the_garment(tmp_path):
     learning_copy_pairs.parse_args(["--lined_up", "--", "--workdir", str(tmp_path)])
 
 
-def test_a_garment_loss_ignores_the_target_outside_the_garment():
-  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+def tiny_copier_pairs(seed: int, rows: slice, cols: slice) -> tuple:
+  """A 16 x 16 copier's config, two random image pairs and a rectangular garment mask."""
   config = learning.get_config("parallel")
   config.model.resolution, config.model.channels, config.model.head_dim = 16, (16, 32), 8
-  rng = np.random.default_rng(0)
+  rng = np.random.default_rng(seed)
   images = {k: rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
             for k in ("agnostic", "garment", "person")}
   mask = np.zeros((2, 16, 16), bool)
-  mask[:, 4:10, 5:11] = True
+  mask[:, rows, cols] = True
+  return config, images, mask
+
+
+def test_a_garment_loss_ignores_the_target_outside_the_garment():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  config, images, mask = tiny_copier_pairs(0, slice(4, 10), slice(5, 11))
   held_out = (images, mask, images["person"])
 
   def batches(outside: float):  # the same batch, its target changed outside the garment only
@@ -317,13 +323,7 @@ def test_place_weights_read_the_weight_at_and_around_each_pixels_own_place():
 
 def test_the_garment_input_target_trains_the_copier_on_i_c_not_the_person():
   from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
-  config = learning.get_config("parallel")
-  config.model.resolution, config.model.channels, config.model.head_dim = 16, (16, 32), 8
-  rng = np.random.default_rng(1)
-  images = {k: rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
-            for k in ("agnostic", "garment", "person")}
-  mask = np.zeros((2, 16, 16), bool)
-  mask[:, 3:11, 4:12] = True
+  config, images, mask = tiny_copier_pairs(1, slice(3, 11), slice(4, 12))
 
   def train(person: np.ndarray, target: str) -> dict:
     batch = {**images, "person": person, "garment_mask": mask}
