@@ -395,8 +395,8 @@ def test_garment_content_noise_and_shuffle_keep_shape_and_colours_and_lose_the_p
                                     "1", "--", "--same_pose"])
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--lined_up", "--noise_period", "4", "--", "--same_pose"])
-  with pytest.raises(ValueError, match="content='blur'"):
-    replace("blur")
+  with pytest.raises(ValueError, match="content='checks'"):
+    replace("checks")
 
 
 def test_batch_keys_are_fresh_or_walk_a_fixed_set_in_order():
