@@ -296,6 +296,16 @@ def make_token_copier(shape: dict[str, int], position: str, seed: int, token_cha
     return Copier(nnx.Rngs(seed))
 
 
+def call_recording_weights(model, attn, x, context):
+  """``model(x, context)`` and the attention weights [B, heads, T, S] of its one CrossAttention
+  ``attn`` (which may be ``model`` itself), read back with nnx.capture; for use under jit."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  attn.record_weights = True
+  out, recorded = nnx.capture(model, nnx.Intermediate)(x, context)
+  ((_, weights),) = nnx.to_flat_state(recorded)
+  return out, weights.get_value()[0]
+
+
 def scale_position_code(attn, scale: float) -> None:
   """Multiplies a CrossAttention's position-code query and key projections by ``scale`` (its
   place logits by scale^2), in place; nothing without a position code."""
@@ -379,10 +389,9 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
   @jax.jit
   def evaluate(p):
     model = nnx.merge(graphdef, p)
-    (model.attn if token_channels else model).record_weights = True
-    out, recorded = nnx.capture(model, nnx.Intermediate)(held_out.x, held_out.context)
-    ((_, weights),) = nnx.to_flat_state(recorded)
-    return out - held_out.x, weights.get_value()[0]
+    out, weights = call_recording_weights(model, model.attn if token_channels else model,
+                                          held_out.x, held_out.context)
+    return out - held_out.x, weights
 
   def score(p):
     return copy_scores(*evaluate(p), held_out)

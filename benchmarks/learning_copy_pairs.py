@@ -62,13 +62,13 @@ import os
 import sys
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.ndimage
 
 from benchmarks import learning
-from benchmarks.learning_copy import POSITIONS, make_token_copier
+from benchmarks.learning_copy import POSITIONS, call_recording_weights, make_token_copier
 
 SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "pattern_corr_garment",
           "own_place_weight", "near_place_weight")
@@ -188,20 +188,19 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
 
 def file_order_batches(config, records_glob: str, raw_root: str, split: str,
                        lined_up: bool, garment_masks: bool = False,
-                       garment_content: str = "image", content_seed: int = 0,
-                       noise_blur: float = 0.0, noise_period: int = 0) -> Iterator[dict]:
+                       replace_garments: Callable | None = None) -> Iterator[dict]:
   """Endless batches of config.train.batch_size training records in file order (eval decoding,
   no flips), I_c lined up (lined_up_garments) if asked, and with the target garment masks
   [B, R, R] bool (learning.garment_masks) as "garment_mask" if asked; the last partial batch of
-  an epoch is dropped. garment_content, content_seed, noise_blur, noise_period: the lined-up
-  garments' pixels replaced by replace_garment_content."""
+  an epoch is dropped. replace_garments(garments, ids): applied to the lined-up garments once
+  (main's replace_garment_content with the run's settings)."""
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   size, resolution = int(config.train.batch_size), int(config.data.resolution)
   ids = list(learning.records_by_id(records_glob))
   if lined_up:
     lined = lined_up_garments(records_glob, raw_root, split, ids, resolution)
-    lined = replace_garment_content(lined, ids, content_seed, garment_content, noise_blur,
-                                    noise_period)
+    if replace_garments is not None:
+      lined = replace_garments(lined, ids)
     garments = dict(zip(ids, lined))
   if garment_masks:
     masks = dict(zip(ids, learning.garment_masks(records_glob, raw_root, split, ids, resolution)))
@@ -278,10 +277,7 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
   @jax.jit
   def evaluate(p, agnostic, garment):
     model = nnx.merge(graphdef, p)
-    model.attn.record_weights = True
-    pred, recorded = nnx.capture(model, nnx.Intermediate)(agnostic, garment)
-    ((_, weights),) = nnx.to_flat_state(recorded)
-    return pred, weights.get_value()[0]
+    return call_recording_weights(model, model.attn, agnostic, garment)
 
   def score(p) -> dict:
     pred, weights = evaluate(p, batch["agnostic"], batch["garment"])
@@ -314,12 +310,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
   config = learning.make_config("parallel", largs, data["train"][0])
   batch, masks = learning.eval_batch(config, data, largs.eval_split, largs.num_test)
   twin = learning.flat_twin_targets(config, data, largs.eval_split, batch, masks)
+
+  def replace_garments(garments: np.ndarray, ids: list[str]) -> np.ndarray:
+    return replace_garment_content(garments, ids, largs.seed, args.garment_content,
+                                   args.noise_blur, args.noise_period)
+
   if args.lined_up:
     batch["garment"] = lined_up_garments(*data[largs.eval_split], largs.eval_split,
                                          learning.batch_ids(batch), int(config.data.resolution))
-    batch["garment"] = replace_garment_content(batch["garment"], learning.batch_ids(batch),
-                                               largs.seed, args.garment_content,
-                                               args.noise_blur, args.noise_period)
+    batch["garment"] = replace_garments(batch["garment"], learning.batch_ids(batch))
   result = {"command": common.command_line(), "device": common.device_info(),
             "lined_up": args.lined_up, "garment_content": args.garment_content,
             "noise_blur": args.noise_blur, "noise_period": args.noise_period,
@@ -335,9 +334,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.lined_up or args.loss_on == "garment":
       batches = file_order_batches(config, *data["train"], "train", lined_up=args.lined_up,
                                    garment_masks=args.loss_on == "garment",
-                                   garment_content=args.garment_content,
-                                   content_seed=largs.seed, noise_blur=args.noise_blur,
-                                   noise_period=args.noise_period)
+                                   replace_garments=replace_garments)
     else:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))
