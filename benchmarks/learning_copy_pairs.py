@@ -44,6 +44,19 @@ recurs every P pixels, as a stripe's or check's does); ``shuffle``, its own pixe
 order (its colours, their mix and distribution, without their spatial arrangement). Which
 property of the images' patterns keeps the read from the place.
 
+``--garment_template`` (with ``--lined_up``) then takes away from every garment pixel, or adds to
+it, the pattern the training images share at that place (``pattern_template``: at each pixel, the
+mean over the training garments covering it of their pixels less their mean colour; the outline's
+rim, gradients, prints placed alike). ``remove`` leaves each image garment its own pattern without
+what could be had from the pixel's place alone; ``add`` gives noise that shared part. The JSON's
+``template_share`` is the part of the patterns' summed squares the template takes away, for the
+training images and for the garments trained on; ``pattern_correlation`` how alike two of their
+pixels 1-8 px apart are.
+
+``--content_steps N`` trains on the changed garments for the first N steps only, then on the
+images, and scores on the images from the start: whether a read of the place found on noise
+carries to the images, and whether training on the images keeps it.
+
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
 scored with benchmarks.learning.garment_metrics (PSNR, SSIM, detail and pattern corr. on the
@@ -57,6 +70,7 @@ own place (``own_place_weight``; 1 / R^2 for even attention) and within one pixe
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -74,6 +88,8 @@ SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "patter
           "own_place_weight", "near_place_weight")
 TARGETS = ("person", "garment_input")
 GARMENT_CONTENTS = ("image", "noise", "shuffle")
+PATTERN_LAGS = (1, 2, 4, 8)  # pixels; the held-out stripe periods at pattern scale 4 are 2-7 px
+GARMENT_TEMPLATES = {"keep": 0, "remove": -1, "add": 1}  # the sign pattern_template is added with
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace]:
@@ -98,6 +114,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   p.add_argument("--noise_period", type=int, default=0,
                  help="--garment_content noise: one P x P draw of the noise tiled over the grid "
                       "(0: every pixel its own)")
+  p.add_argument("--garment_template", default="keep", choices=tuple(GARMENT_TEMPLATES),
+                 help="after --garment_content, take away from every garment pixel, or add to "
+                      "it, the training images' pattern template (pattern_template); needs "
+                      "--lined_up")
+  p.add_argument("--content_steps", type=int, default=0,
+                 help="train on the changed garments (--garment_content, --garment_template) for "
+                      "this many steps only, then on the images, and score on the images (0: "
+                      "train and score on the changed garments throughout)")
   p.add_argument("--lined_up", action="store_true",
                  help="I_c cut with the person's crop (lined_up_garments); needs --same_pose")
   args = p.parse_args(argv[:split])
@@ -111,9 +135,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
     p.error(f"--noise_blur={args.noise_blur}: a blur >= 0 of --garment_content noise")
   if args.noise_period < 0 or (args.noise_period and args.garment_content != "noise"):
     p.error(f"--noise_period={args.noise_period}: a period >= 0 of --garment_content noise")
-  if args.garment_content != "image" and not args.lined_up:
-    p.error(f"--garment_content {args.garment_content} needs --lined_up (it replaces the "
-            "lined-up garments' pixels)")
+  for flag, value, default in (("--garment_content", args.garment_content, "image"),
+                               ("--garment_template", args.garment_template, "keep")):
+    if value != default and not args.lined_up:
+      p.error(f"{flag} {value} needs --lined_up (it changes the lined-up garments' pixels)")
+  changed = args.garment_content != "image" or args.garment_template != "keep"
+  if args.content_steps and not (changed and 0 < args.content_steps < largs.steps):
+    p.error(f"--content_steps={args.content_steps}: a step count in (0, --steps) after which "
+            "changed garments (--garment_content, --garment_template) give way to the images")
   return args, largs
 
 
@@ -141,9 +170,52 @@ def lined_up_garments(records_glob: str, raw_root: str, split: str, ids: Sequenc
 GARMENT_FLOOR = -0.98  # I_c's background is black (-1); a pixel above it in any channel is garment
 
 
+def garment_pixels(garments: np.ndarray) -> np.ndarray:
+  """garments [..., R, R, 3] on black -> [..., R, R] bool: the pixels above GARMENT_FLOOR."""
+  return (garments > GARMENT_FLOOR).any(-1)
+
+
+def pattern_template(garments: np.ndarray) -> tuple[np.ndarray, float]:
+  """garments [N, R, R, 3] on black -> (template [R, R, 3], share): the patterns' structure that
+  is common to the garments at each place.
+
+  A garment's pattern is its pixels less its mean colour. The template at a pixel is the mean of
+  the patterns of the garments that cover it (0 where none does); the share is the fraction of
+  the patterns' summed squares that taking it away from every covered pixel removes (0: nothing
+  shared by place, as for noise; 1: every garment's pattern is the template).
+  """
+  on = garment_pixels(garments)[..., None]
+  colours = (garments * on).sum((1, 2)) / np.maximum(on.sum((1, 2)), 1)  # [N, 3]
+  patterns = np.where(on, garments - colours[:, None, None], 0)
+  template = patterns.sum(0) / np.maximum(on.sum(0), 1)
+  residual = np.where(on, patterns - template, 0)
+  total = float(np.sum(patterns.astype(np.float64) ** 2))
+  share = 1 - float(np.sum(residual.astype(np.float64) ** 2)) / total if total else 0.0
+  return template.astype(garments.dtype), share
+
+
+def pattern_correlation(garments: np.ndarray, lags: Sequence[int]) -> dict[str, float]:
+  """garments [N, R, R, 3] on black -> {str(lag): correlation}: how alike the patterns (pixels
+  less the garment's mean colour, channel mean) are at two garment pixels ``lag`` apart along a
+  row or a column, pooled over the garments (1: alike at that distance; about 0 for white noise;
+  below 0 where a stripe's half period sits)."""
+  on = garment_pixels(garments)
+  colours = (garments * on[..., None]).sum((1, 2)) / np.maximum(on.sum((1, 2)), 1)[:, None]
+  pattern = np.where(on, (garments - colours[:, None, None]).mean(-1), 0).astype(np.float64)
+  out = {}
+  for lag in lags:
+    pairs = [(pattern[:, lag:], pattern[:, :-lag], on[:, lag:] & on[:, :-lag]),
+             (pattern[:, :, lag:], pattern[:, :, :-lag], on[:, :, lag:] & on[:, :, :-lag])]
+    products = sum(np.sum(a * b * both) for a, b, both in pairs)
+    norms = np.sqrt(sum(np.sum(a ** 2 * both) for a, _, both in pairs)
+                    * sum(np.sum(b ** 2 * both) for _, b, both in pairs))
+    out[str(lag)] = float(products / norms) if norms else 0.0
+  return out
+
+
 def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
-                            content: str, noise_blur: float = 0.0,
-                            noise_period: int = 0) -> np.ndarray:
+                            content: str, noise_blur: float = 0.0, noise_period: int = 0,
+                            template_shift: np.ndarray | None = None) -> np.ndarray:
   """garments [N, R, R, 3] in [-1, 1] on black -> the same, each garment's pixels (those above
   GARMENT_FLOOR in a channel) replaced; the black is kept.
 
@@ -153,19 +225,19 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
   on the garment; with ``noise_period`` P > 0, one P x P draw tiled over the grid and brought back
   to unit RMS on the garment), clipped to [-1, 1]; "shuffle", the garment's own pixels in a random
   order over its places. The draw comes from the record's id and ``seed``: fixed per record.
+  template_shift [R, R, 3] (main's ± pattern_template): then added to every garment pixel, and
+  the result clipped to [-1, 1].
   """
   if content not in GARMENT_CONTENTS:
     raise ValueError(f"content={content!r}: expected one of {GARMENT_CONTENTS}")
   out = garments.copy()
-  if content == "image":
-    return out
   for garment, new, rid in zip(garments, out, ids):
-    on = (garment > GARMENT_FLOOR).any(-1)
+    on = garment_pixels(garment)
     pixels = garment[on]
-    if not len(pixels):
-      continue
-    rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
-    if content == "noise":
+    if not len(pixels) or content == "image":
+      pass
+    elif content == "noise":
+      rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
       spread = np.sqrt(np.mean((pixels - pixels.mean(0)) ** 2))
       if noise_blur or noise_period:
         r = garment.shape[0]
@@ -182,7 +254,10 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
         noise = rng.standard_normal(pixels.shape)
       new[on] = np.clip(pixels.mean(0) + spread * noise.astype(garments.dtype), -1, 1)
     else:
+      rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
       new[on] = pixels[rng.permutation(len(pixels))]
+    if template_shift is not None:
+      new[on] = np.clip(new[on] + template_shift[on], -1, 1)
   return out
 
 
@@ -311,17 +386,34 @@ def main(argv: Sequence[str] | None = None) -> dict:
   batch, masks = learning.eval_batch(config, data, largs.eval_split, largs.num_test)
   twin = learning.flat_twin_targets(config, data, largs.eval_split, batch, masks)
 
+  template_shift, template_shares, correlations = None, {}, {}
+  if args.lined_up:  # the pattern template of the training images, and what training sees
+    train_ids = list(learning.records_by_id(data["train"][0]))
+    train_garments = lined_up_garments(*data["train"], "train", train_ids,
+                                       int(config.data.resolution))
+    template, template_shares["images"] = pattern_template(train_garments)
+    if GARMENT_TEMPLATES[args.garment_template]:
+      template_shift = GARMENT_TEMPLATES[args.garment_template] * template
+
   def replace_garments(garments: np.ndarray, ids: list[str]) -> np.ndarray:
     return replace_garment_content(garments, ids, largs.seed, args.garment_content,
-                                   args.noise_blur, args.noise_period)
+                                   args.noise_blur, args.noise_period, template_shift)
 
   if args.lined_up:
+    trained = replace_garments(train_garments, train_ids)
+    template_shares["trained"] = pattern_template(trained)[1]
+    correlations = {"images": pattern_correlation(train_garments, PATTERN_LAGS),
+                    "trained": pattern_correlation(trained, PATTERN_LAGS)}
     batch["garment"] = lined_up_garments(*data[largs.eval_split], largs.eval_split,
                                          learning.batch_ids(batch), int(config.data.resolution))
-    batch["garment"] = replace_garments(batch["garment"], learning.batch_ids(batch))
+    if not args.content_steps:  # scored on what it trains on, or on the images it ends on
+      batch["garment"] = replace_garments(batch["garment"], learning.batch_ids(batch))
   result = {"command": common.command_line(), "device": common.device_info(),
             "lined_up": args.lined_up, "garment_content": args.garment_content,
             "noise_blur": args.noise_blur, "noise_period": args.noise_period,
+            "garment_template": args.garment_template, "content_steps": args.content_steps,
+            "template_share": template_shares,
+            "pattern_correlation": correlations,
             "loss_on": args.loss_on, "target": args.target,
             "learning_flags": vars(largs),
             "eval_ids": learning.batch_ids(batch),
@@ -335,6 +427,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
       batches = file_order_batches(config, *data["train"], "train", lined_up=args.lined_up,
                                    garment_masks=args.loss_on == "garment",
                                    replace_garments=replace_garments)
+      if args.content_steps:
+        images = file_order_batches(config, *data["train"], "train", lined_up=True,
+                                    garment_masks=args.loss_on == "garment")
+        batches = itertools.chain(itertools.islice(batches, args.content_steps), images)
     else:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))

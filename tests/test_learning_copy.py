@@ -264,6 +264,28 @@ def test_lined_up_garments_sit_where_the_target_shows_the_garment(tmp_path):
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--lined_up", "--", "--workdir", str(tmp_path)])
 
+  # The copier on these pairs: noise in place of the garments for the first step, then the
+  # images, scored on the images throughout (--content_steps).
+  def copier(*flags: str) -> dict:
+    return learning_copy_pairs.main(
+        ["--lined_up", "--target", "garment_input", "--loss_on", "garment", "--positions",
+         "fourier", "--eval_every", "1", *flags, "--", "--workdir", str(tmp_path), "--same_pose",
+         "--num_train", "8", "--num_test", "3", "--synthetic_resolution", "64", "--steps", "2",
+         "--set", "train.batch_size=4"])
+  images, noise = copier(), copier("--garment_content", "noise")
+  switched = copier("--garment_content", "noise", "--content_steps", "1")
+  assert switched["reference"] == images["reference"] != noise["reference"]
+  image_curve = images["runs"]["fourier"]["curve"]
+  switched_curve = switched["runs"]["fourier"]["curve"]
+  assert switched_curve[0] == image_curve[0] and switched_curve[1] != image_curve[1]
+  assert noise["runs"]["fourier"]["curve"][1] != switched_curve[1]  # scored on other garments
+  assert images["template_share"]["trained"] == images["template_share"]["images"]
+  assert noise["template_share"]["trained"] != noise["template_share"]["images"]
+  assert set(noise["pattern_correlation"]["trained"]) == {"1", "2", "4", "8"}
+  for bad in (["--content_steps", "1"], ["--garment_content", "noise", "--content_steps", "2"]):
+    with pytest.raises(SystemExit):
+      copier(*bad)
+
 
 def tiny_copier_pairs(seed: int, rows: slice, cols: slice) -> tuple:
   """A 16 x 16 copier's config, two random image pairs and a rectangular garment mask."""
@@ -397,6 +419,65 @@ def test_garment_content_noise_and_shuffle_keep_shape_and_colours_and_lose_the_p
     learning_copy_pairs.parse_args(["--lined_up", "--noise_period", "4", "--", "--same_pose"])
   with pytest.raises(ValueError, match="content='checks'"):
     replace("checks")
+
+
+def test_pattern_template_is_the_patterns_shared_by_place_and_can_be_taken_away():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  rows = np.arange(16)[:, None, None]
+  stripe = np.where(rows % 4 < 2, 0.2, -0.2) * np.ones((1, 8, 3))  # mean 0 over 8 rows
+  garments = np.full((3, 16, 16, 3), -1.0, np.float32)
+  garments[0, 4:12, 4:12] = stripe[4:12] + np.array([0.1, -0.3, 0.2])  # its own colour
+  garments[1, 4:12, 4:12] = stripe[4:12] + np.array([-0.2, 0.0, 0.3])
+  garments[2, 4:12, 4:12] = 0.4  # a flat garment brings no pattern, only its colour
+  template, share = learning_copy_pairs.pattern_template(garments)
+  # Two of three garments carry the stripe at the same place: the template is 2/3 of it, and
+  # leaves a third of the stripe in each of them and -2/3 of it in the flat garment.
+  np.testing.assert_allclose(template[4:12, 4:12], 2 / 3 * stripe[4:12], atol=1e-6)
+  assert not template[:4].any() and not template[:, 12:].any()  # no garment covers these
+  shared = 2 * 64 * 3 * 0.04  # the patterns' summed squares
+  left = 2 * 64 * 3 * (0.2 / 3) ** 2 + 64 * 3 * (0.4 / 3) ** 2
+  np.testing.assert_allclose(share, 1 - left / shared, rtol=1e-5)
+  opposite = garments[:2].copy()  # the same stripe, and its negative: nothing shared by place
+  opposite[1, 4:12, 4:12] = -stripe[4:12] + np.array([-0.2, 0.0, 0.3])
+  template, share = learning_copy_pairs.pattern_template(opposite)
+  assert np.abs(template).max() < 1e-6 and abs(share) < 1e-6
+  # Taken away, the template leaves each striped garment its colour and a third of the stripe;
+  # the black stays black, and nothing is left shared.
+  template = learning_copy_pairs.pattern_template(garments)[0]
+  removed = learning_copy_pairs.replace_garment_content(garments, ["a", "b", "c"], 0, "image",
+                                                        template_shift=-template)
+  np.testing.assert_allclose(removed[0, 4:12, 4:12] - np.array([0.1, -0.3, 0.2]),
+                             stripe[4:12] / 3, atol=1e-6)
+  np.testing.assert_array_equal(removed[:, :4], garments[:, :4])
+  np.testing.assert_allclose(removed[2, 4:12, 4:12], 0.4 - 2 / 3 * stripe[4:12], atol=1e-6)
+  assert abs(learning_copy_pairs.pattern_template(removed)[1]) < 1e-6
+  # Thirty copies of the striped garment: the template is the stripe. Noise in their place
+  # shares next to nothing by place (about 1/30 by chance); with the stripe added, about half.
+  many, ids = np.repeat(garments[:1], 30, axis=0), [str(i) for i in range(30)]
+  template = learning_copy_pairs.pattern_template(many)[0]
+  noise_only = learning_copy_pairs.replace_garment_content(many, ids, 0, "noise")
+  added = learning_copy_pairs.replace_garment_content(many, ids, 0, "noise",
+                                                      template_shift=template)
+  np.testing.assert_allclose(added, np.where(many > -1, np.clip(noise_only + template, -1, 1), -1))
+  assert learning_copy_pairs.pattern_template(noise_only)[1] < 0.1
+  assert 0.3 < learning_copy_pairs.pattern_template(added)[1] < 0.7
+  with pytest.raises(SystemExit):
+    learning_copy_pairs.parse_args(["--garment_template", "remove", "--", "--same_pose"])
+
+
+def test_pattern_correlation_is_how_alike_garment_pixels_are_at_a_distance():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  rows, cols = np.mgrid[:16, :16]
+  checker = np.where((rows + cols) % 2 == 0, 0.3, -0.3)[..., None] * np.ones(3)
+  garments = np.full((2, 16, 16, 3), -1.0, np.float32)
+  garments[0, 2:14, 2:14] = 0.1 + checker[2:14, 2:14]  # alternates every pixel, both ways
+  garments[1, 4:12, 4:12] = -0.4 + checker[4:12, 4:12]
+  corr = learning_copy_pairs.pattern_correlation(garments, (1, 2, 3))
+  np.testing.assert_allclose([corr["1"], corr["2"], corr["3"]], [-1, 1, -1], atol=1e-6)
+  noise = learning_copy_pairs.replace_garment_content(garments, ["a", "b"], 0, "noise")
+  assert abs(learning_copy_pairs.pattern_correlation(noise, (1,))["1"]) < 0.15
+  blurred = learning_copy_pairs.replace_garment_content(garments, ["a", "b"], 0, "noise", 1.5)
+  assert learning_copy_pairs.pattern_correlation(blurred, (1,))["1"] > 0.5
 
 
 def test_batch_keys_are_fresh_or_walk_a_fixed_set_in_order():
