@@ -41,8 +41,10 @@ shape, outline and place (``replace_garment_content``; fixed per record, as the 
 ``--noise_blur S`` blurs the noise by a Gaussian of S pixels before it is scaled, so that
 neighbours agree; ``--noise_period P`` tiles one P x P draw over the grid, so that each value
 recurs every P pixels, as a stripe's or check's does); ``shuffle``, its own pixels in a random
-order (its colours, their mix and distribution, without their spatial arrangement). Which
-property of the images' patterns keeps the read from the place.
+order (its colours, their mix and distribution, without their spatial arrangement); ``phase``,
+its pattern with the phases of its spatial frequencies drawn at random (its amplitude spectrum:
+periods, directions and correlations, without its edges' and motifs' places). Which property of
+the images' patterns keeps the read from the place.
 
 ``--garment_template`` (with ``--lined_up``) then takes away from every garment pixel, or adds to
 it, the pattern the training images share at that place (``pattern_template``: at each pixel, the
@@ -50,8 +52,10 @@ mean over the training garments covering it of their pixels less their mean colo
 rim, gradients, prints placed alike). ``remove`` leaves each image garment its own pattern without
 what could be had from the pixel's place alone; ``add`` gives noise that shared part. The JSON's
 ``template_share`` is the part of the patterns' summed squares the template takes away, for the
-training images and for the garments trained on; ``pattern_correlation`` how alike two of their
-pixels 1-8 px apart are.
+training images and for the garments trained on, and ``pattern_correlation`` how alike two of
+their pixels 1-8 px apart are. The reference ``flat_twin_template_shifted`` (the target's flat
+twin with the same shift on I_c's garment pixels) is what the shift alone scores against the
+target, with no read of I_c's pattern.
 
 ``--content_steps N`` trains on the changed garments for the first N steps only, then on the
 images, and scores on the images from the start: whether a read of the place found on noise
@@ -86,8 +90,9 @@ from benchmarks.learning_copy import POSITIONS, call_recording_weights, make_tok
 
 SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "pattern_corr_garment",
           "own_place_weight", "near_place_weight")
-TARGETS = ("person", "garment_input")
-GARMENT_CONTENTS = ("image", "noise", "shuffle")
+TARGET_KEYS = {"person": "person", "garment_input": "garment"}  # --target -> the batch's key
+TARGETS = tuple(TARGET_KEYS)
+GARMENT_CONTENTS = ("image", "noise", "shuffle", "phase")
 PATTERN_LAGS = (1, 2, 4, 8)  # pixels; the held-out stripe periods at pattern scale 4 are 2-7 px
 GARMENT_TEMPLATES = {"keep": 0, "remove": -1, "add": 1}  # the sign pattern_template is added with
 
@@ -107,8 +112,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
                  help="what the copier is trained and scored against: the person image, or I_c "
                       "itself (the toy's place task on the study's pixels)")
   p.add_argument("--garment_content", default="image", choices=GARMENT_CONTENTS,
-                 help="the lined-up garments' pixels, white noise of their colour and spread, or "
-                      "their own pixels shuffled (replace_garment_content); needs --lined_up")
+                 help="the lined-up garments' pixels, white noise of their colour and spread, "
+                      "their own pixels shuffled, or their pattern's phases drawn at random "
+                      "(replace_garment_content); needs --lined_up")
   p.add_argument("--noise_blur", type=float, default=0.0,
                  help="--garment_content noise: the noise's Gaussian blur in pixels (0: white)")
   p.add_argument("--noise_period", type=int, default=0,
@@ -224,7 +230,11 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
   over the whole grid and blurred by a Gaussian of that many pixels, then brought back to unit RMS
   on the garment; with ``noise_period`` P > 0, one P x P draw tiled over the grid and brought back
   to unit RMS on the garment), clipped to [-1, 1]; "shuffle", the garment's own pixels in a random
-  order over its places. The draw comes from the record's id and ``seed``: fixed per record.
+  order over its places; "phase", its pattern (its pixels less its mean colour, 0 off the garment,
+  over the R x R grid) with every spatial frequency's phase turned by a random angle, the same in
+  the three channels, and brought back to its RMS on the garment: its amplitude spectrum, so its
+  periods, directions and correlations, without where its edges, prints and motifs sit. The draw
+  comes from the record's id and ``seed``: fixed per record.
   template_shift [R, R, 3] (main's ± pattern_template): then added to every garment pixel, and
   the result clipped to [-1, 1].
   """
@@ -253,9 +263,17 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
       else:
         noise = rng.standard_normal(pixels.shape)
       new[on] = np.clip(pixels.mean(0) + spread * noise.astype(garments.dtype), -1, 1)
-    else:
+    elif content == "shuffle":
       rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
       new[on] = pixels[rng.permutation(len(pixels))]
+    else:
+      rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
+      colour = pixels.mean(0)
+      spectrum = np.fft.fft2(np.where(on[..., None], garment - colour, 0), axes=(0, 1))
+      turn = np.angle(np.fft.fft2(rng.standard_normal(on.shape)))[..., None]  # odd: stays real
+      field = np.real(np.fft.ifft2(spectrum * np.exp(1j * turn), axes=(0, 1)))[on]
+      spread = np.sqrt(np.mean((pixels - colour) ** 2) / max(np.mean(field ** 2), 1e-12))
+      new[on] = np.clip(colour + spread * field, -1, 1)
     if template_shift is not None:
       new[on] = np.clip(new[on] + template_shift[on], -1, 1)
   return out
@@ -347,7 +365,7 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
     updates, opt_state = tx.update(grads, opt_state, p)
     return optax.apply_updates(p, updates), opt_state, loss
 
-  target_key = {"person": "person", "garment_input": "garment"}[target]
+  target_key = TARGET_KEYS[target]
 
   @jax.jit
   def evaluate(p, agnostic, garment):
@@ -422,6 +440,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                                masks, twin),
                 "flat_twin": learning.garment_metrics(twin, batch["person"], masks, twin)},
             "runs": {}}
+  if template_shift is not None and not args.content_steps:  # what no read of I_c scores
+    shifted = np.where(garment_pixels(batch["garment"])[..., None],
+                       np.clip(twin + template_shift, -1, 1), twin)
+    result["reference"]["flat_twin_template_shifted"] = learning.garment_metrics(
+        shifted, batch[TARGET_KEYS[args.target]], masks, twin)
   for position in args.positions:
     if args.lined_up or args.loss_on == "garment":
       batches = file_order_batches(config, *data["train"], "train", lined_up=args.lined_up,

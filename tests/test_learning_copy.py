@@ -282,6 +282,9 @@ def test_lined_up_garments_sit_where_the_target_shows_the_garment(tmp_path):
   assert images["template_share"]["trained"] == images["template_share"]["images"]
   assert noise["template_share"]["trained"] != noise["template_share"]["images"]
   assert set(noise["pattern_correlation"]["trained"]) == {"1", "2", "4", "8"}
+  assert "flat_twin_template_shifted" not in images["reference"]
+  removed = copier("--garment_template", "remove")["reference"]["flat_twin_template_shifted"]
+  assert removed["pattern_corr_garment"] > 0  # the twin scores 0; the shift alone scores
   for bad in (["--content_steps", "1"], ["--garment_content", "noise", "--content_steps", "2"]):
     with pytest.raises(SystemExit):
       copier(*bad)
@@ -379,7 +382,7 @@ def test_garment_content_noise_and_shuffle_keep_shape_and_colours_and_lose_the_p
 
   np.testing.assert_array_equal(replace("image"), garments)
   assert row_corr(region) > 0.5
-  for content in ("noise", "shuffle"):
+  for content in ("noise", "shuffle"):  # no arrangement left
     new = replace(content)
     np.testing.assert_array_equal(new[~on], garments[~on])  # the black is untouched
     inside = new[0, 4:28, 6:26]
@@ -410,6 +413,20 @@ def test_garment_content_noise_and_shuffle_keep_shape_and_colours_and_lose_the_p
   np.testing.assert_array_equal(tiled[:, 4:], tiled[:, :-4])
   assert np.abs(tiled[1:] - tiled[:-1]).max() > 0.1
   np.testing.assert_allclose(tiled.mean((0, 1)), region.mean((0, 1)), atol=0.1)
+  # Phases drawn at random: the garment's colour and spread, the black untouched, and a stripe
+  # stays a stripe of its period and direction, moved along it.
+  phased = replace("phase")
+  np.testing.assert_array_equal(phased[~on], garments[~on])
+  np.testing.assert_allclose(phased[0, 4:28, 6:26].mean((0, 1)), region.mean((0, 1)), atol=0.05)
+  np.testing.assert_allclose(np.sqrt(np.mean((phased[0, 4:28, 6:26] - region.mean((0, 1))) ** 2)),
+                             np.sqrt(np.mean((region - region.mean((0, 1))) ** 2)), rtol=1e-5)
+  np.testing.assert_array_equal(replace("phase"), phased)
+  full = np.broadcast_to(np.where((rows // 2) % 2 == 0, 0.3, -0.3)[..., None], (1, 32, 32, 3))
+  moved = learning_copy_pairs.replace_garment_content(full, ["a"], 0, "phase")[0]
+  along_rows = np.broadcast_to(moved[:, :1], moved.shape)
+  np.testing.assert_allclose(moved, along_rows, atol=1e-5)  # constant along each row
+  np.testing.assert_allclose(moved[4:], moved[:-4], atol=1e-5)  # period 4 down the columns
+  assert np.abs(moved - full[0]).max() > 0.05
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--garment_content", "noise", "--", "--same_pose"])
   with pytest.raises(SystemExit):
