@@ -59,7 +59,9 @@ target, with no read of I_c's pattern.
 
 ``--content_steps N`` trains on the changed garments for the first N steps only, then on the
 images, and scores on the images from the start: whether a read of the place found on noise
-carries to the images, and whether training on the images keeps it.
+carries to the images, and whether training on the images keeps it. ``--content_fraction F``
+changes the garments of a fixed share F of the training records only (``mix_garments``) and
+scores on the images: whether some such garments among the images let the read be found.
 
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
@@ -128,6 +130,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
                  help="train on the changed garments (--garment_content, --garment_template) for "
                       "this many steps only, then on the images, and score on the images (0: "
                       "train and score on the changed garments throughout)")
+  p.add_argument("--content_fraction", type=float, default=0.0,
+                 help="train on the changed garments for this share of the training records "
+                      "(mix_garments), on the images for the rest, and score on the images (0: "
+                      "every record changed)")
   p.add_argument("--lined_up", action="store_true",
                  help="I_c cut with the person's crop (lined_up_garments); needs --same_pose")
   args = p.parse_args(argv[:split])
@@ -146,6 +152,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
     if value != default and not args.lined_up:
       p.error(f"{flag} {value} needs --lined_up (it changes the lined-up garments' pixels)")
   changed = args.garment_content != "image" or args.garment_template != "keep"
+  if args.content_fraction and not (changed and 0 < args.content_fraction < 1):
+    p.error(f"--content_fraction={args.content_fraction}: a share in (0, 1) of the training "
+            "records whose garments are changed (--garment_content, --garment_template)")
   if args.content_steps and not (changed and 0 < args.content_steps < largs.steps):
     p.error(f"--content_steps={args.content_steps}: a step count in (0, --steps) after which "
             "changed garments (--garment_content, --garment_template) give way to the images")
@@ -277,6 +286,16 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
     if template_shift is not None:
       new[on] = np.clip(new[on] + template_shift[on], -1, 1)
   return out
+
+
+def mix_garments(changed: np.ndarray, images: np.ndarray, ids: Sequence[str], seed: int,
+                 fraction: float) -> np.ndarray:
+  """changed, images [N, R, R, 3] -> [N, R, R, 3]: each record's changed garment with
+  probability ``fraction``, its image otherwise; the draw comes from the record's id and
+  ``seed``, so a record keeps its choice in every epoch and run."""
+  pick = np.array([np.random.default_rng([seed, zlib.crc32(rid.encode()), 1]).random() < fraction
+                   for rid in ids], bool)
+  return np.where(pick[:, None, None, None], changed, images)
 
 
 def file_order_batches(config, records_glob: str, raw_root: str, split: str,
@@ -414,8 +433,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
       template_shift = GARMENT_TEMPLATES[args.garment_template] * template
 
   def replace_garments(garments: np.ndarray, ids: list[str]) -> np.ndarray:
-    return replace_garment_content(garments, ids, largs.seed, args.garment_content,
-                                   args.noise_blur, args.noise_period, template_shift)
+    changed = replace_garment_content(garments, ids, largs.seed, args.garment_content,
+                                      args.noise_blur, args.noise_period, template_shift)
+    if args.content_fraction:
+      return mix_garments(changed, garments, ids, largs.seed, args.content_fraction)
+    return changed
+
+  scored_on_images = bool(args.content_steps or args.content_fraction)
 
   if args.lined_up:
     trained = replace_garments(train_garments, train_ids)
@@ -424,12 +448,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     "trained": pattern_correlation(trained, PATTERN_LAGS)}
     batch["garment"] = lined_up_garments(*data[largs.eval_split], largs.eval_split,
                                          learning.batch_ids(batch), int(config.data.resolution))
-    if not args.content_steps:  # scored on what it trains on, or on the images it ends on
+    if not scored_on_images:  # scored on what it trains on, or on the images
       batch["garment"] = replace_garments(batch["garment"], learning.batch_ids(batch))
   result = {"command": common.command_line(), "device": common.device_info(),
             "lined_up": args.lined_up, "garment_content": args.garment_content,
             "noise_blur": args.noise_blur, "noise_period": args.noise_period,
             "garment_template": args.garment_template, "content_steps": args.content_steps,
+            "content_fraction": args.content_fraction,
             "template_share": template_shares,
             "pattern_correlation": correlations,
             "loss_on": args.loss_on, "target": args.target,
@@ -440,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                                masks, twin),
                 "flat_twin": learning.garment_metrics(twin, batch["person"], masks, twin)},
             "runs": {}}
-  if template_shift is not None and not args.content_steps:  # what no read of I_c scores
+  if template_shift is not None and not scored_on_images:  # what no read of I_c scores
     shifted = np.where(garment_pixels(batch["garment"])[..., None],
                        np.clip(twin + template_shift, -1, 1), twin)
     result["reference"]["flat_twin_template_shifted"] = learning.garment_metrics(

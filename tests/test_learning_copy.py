@@ -274,7 +274,10 @@ def test_lined_up_garments_sit_where_the_target_shows_the_garment(tmp_path):
          "--set", "train.batch_size=4"])
   images, noise = copier(), copier("--garment_content", "noise")
   switched = copier("--garment_content", "noise", "--content_steps", "1")
-  assert switched["reference"] == images["reference"] != noise["reference"]
+  mixed = copier("--garment_content", "noise", "--content_fraction", "0.5")
+  assert switched["reference"] == mixed["reference"] == images["reference"] != noise["reference"]
+  shares = [run["template_share"]["trained"] for run in (images, mixed, noise)]
+  assert shares[0] > shares[1] > shares[2]  # half the training garments are noise
   image_curve = images["runs"]["fourier"]["curve"]
   switched_curve = switched["runs"]["fourier"]["curve"]
   assert switched_curve[0] == image_curve[0] and switched_curve[1] != image_curve[1]
@@ -495,6 +498,24 @@ def test_pattern_correlation_is_how_alike_garment_pixels_are_at_a_distance():
   assert abs(learning_copy_pairs.pattern_correlation(noise, (1,))["1"]) < 0.15
   blurred = learning_copy_pairs.replace_garment_content(garments, ["a", "b"], 0, "noise", 1.5)
   assert learning_copy_pairs.pattern_correlation(blurred, (1,))["1"] > 0.5
+
+
+def test_mix_garments_changes_a_fixed_share_of_the_records():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  ids = [f"r{i}" for i in range(400)]
+  images, changed = np.zeros((400, 2, 2, 3)), np.ones((400, 2, 2, 3))
+  mixed = learning_copy_pairs.mix_garments(changed, images, ids, 0, 0.25)
+  picked = mixed[:, 0, 0, 0] == 1
+  assert (mixed == picked[:, None, None, None]).all()  # whole garments, one or the other
+  assert 0.18 < picked.mean() < 0.32
+  again = learning_copy_pairs.mix_garments(changed[::-1], images, ids[::-1], 0, 0.25)
+  np.testing.assert_array_equal(again[::-1], mixed)  # per record, not per position
+  other_seed = learning_copy_pairs.mix_garments(changed, images, ids, 1, 0.25)
+  assert not np.array_equal(other_seed, mixed)
+  for bad in (["--content_fraction", "0.5"],
+              ["--garment_content", "noise", "--content_fraction", "1"]):
+    with pytest.raises(SystemExit):
+      learning_copy_pairs.parse_args(["--lined_up", *bad, "--", "--same_pose"])
 
 
 def test_batch_keys_are_fresh_or_walk_a_fixed_set_in_order():
