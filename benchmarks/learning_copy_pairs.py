@@ -62,6 +62,8 @@ images, and scores on the images from the start: whether a read of the place fou
 carries to the images, and whether training on the images keeps it. ``--content_fraction F``
 changes the garments of a fixed share F of the training records only (``mix_garments``) and
 scores on the images: whether some such garments among the images let the read be found.
+``--keep_ring`` gives the changed garments' outline ring (the pixels next to black, where the
+rendering blends the garment into the background) its image pixels back.
 
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
@@ -126,6 +128,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
                  help="after --garment_content, take away from every garment pixel, or add to "
                       "it, the training images' pattern template (pattern_template); needs "
                       "--lined_up")
+  p.add_argument("--keep_ring", action="store_true",
+                 help="after --garment_content, give the garment's outline ring (its pixels next "
+                      "to black) its image pixels back")
   p.add_argument("--content_steps", type=int, default=0,
                  help="train on the changed garments (--garment_content, --garment_template) for "
                       "this many steps only, then on the images, and score on the images (0: "
@@ -151,6 +156,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
                                ("--garment_template", args.garment_template, "keep")):
     if value != default and not args.lined_up:
       p.error(f"{flag} {value} needs --lined_up (it changes the lined-up garments' pixels)")
+  if args.keep_ring and args.garment_content == "image":
+    p.error("--keep_ring keeps the images' outline ring in garments --garment_content changes")
   changed = args.garment_content != "image" or args.garment_template != "keep"
   if args.content_fraction and not (changed and 0 < args.content_fraction < 1):
     p.error(f"--content_fraction={args.content_fraction}: a share in (0, 1) of the training "
@@ -230,7 +237,8 @@ def pattern_correlation(garments: np.ndarray, lags: Sequence[int]) -> dict[str, 
 
 def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
                             content: str, noise_blur: float = 0.0, noise_period: int = 0,
-                            template_shift: np.ndarray | None = None) -> np.ndarray:
+                            template_shift: np.ndarray | None = None,
+                            keep_ring: bool = False) -> np.ndarray:
   """garments [N, R, R, 3] in [-1, 1] on black -> the same, each garment's pixels (those above
   GARMENT_FLOOR in a channel) replaced; the black is kept.
 
@@ -245,7 +253,8 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
   periods, directions and correlations, without where its edges, prints and motifs sit. The draw
   comes from the record's id and ``seed``: fixed per record.
   template_shift [R, R, 3] (main's ± pattern_template): then added to every garment pixel, and
-  the result clipped to [-1, 1].
+  the result clipped to [-1, 1]. keep_ring: then the garment's outline ring (its pixels with a
+  non-garment pixel above, below or beside them) gets its own pixels back.
   """
   if content not in GARMENT_CONTENTS:
     raise ValueError(f"content={content!r}: expected one of {GARMENT_CONTENTS}")
@@ -285,6 +294,9 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
       new[on] = np.clip(colour + spread * field, -1, 1)
     if template_shift is not None:
       new[on] = np.clip(new[on] + template_shift[on], -1, 1)
+    if keep_ring:
+      ring = on & ~scipy.ndimage.binary_erosion(on)
+      new[ring] = garment[ring]
   return out
 
 
@@ -434,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
   def replace_garments(garments: np.ndarray, ids: list[str]) -> np.ndarray:
     changed = replace_garment_content(garments, ids, largs.seed, args.garment_content,
-                                      args.noise_blur, args.noise_period, template_shift)
+                                      args.noise_blur, args.noise_period, template_shift,
+                                      args.keep_ring)
     if args.content_fraction:
       return mix_garments(changed, garments, ids, largs.seed, args.content_fraction)
     return changed
@@ -455,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "noise_blur": args.noise_blur, "noise_period": args.noise_period,
             "garment_template": args.garment_template, "content_steps": args.content_steps,
             "content_fraction": args.content_fraction,
+            "keep_ring": args.keep_ring,
             "template_share": template_shares,
             "pattern_correlation": correlations,
             "loss_on": args.loss_on, "target": args.target,

@@ -430,6 +430,14 @@ def test_garment_content_noise_and_shuffle_keep_shape_and_colours_and_lose_the_p
   np.testing.assert_allclose(moved, along_rows, atol=1e-5)  # constant along each row
   np.testing.assert_allclose(moved[4:], moved[:-4], atol=1e-5)  # period 4 down the columns
   assert np.abs(moved - full[0]).max() > 0.05
+  # keep_ring: the outline's pixels (next to black) are the image's again, the inside is not.
+  ringed = learning_copy_pairs.replace_garment_content(garments, ["a", "b"], 0, "noise",
+                                                       keep_ring=True)
+  same = (ringed == garments).all(-1)[0]
+  assert same[4, 6:26].all() and same[27, 6:26].all() and same[4:28, 6].all()
+  assert not same[5:27, 7:25].any() and same[~on[0].any(-1)].all()
+  with pytest.raises(SystemExit):
+    learning_copy_pairs.parse_args(["--lined_up", "--keep_ring", "--", "--same_pose"])
   with pytest.raises(SystemExit):
     learning_copy_pairs.parse_args(["--garment_content", "noise", "--", "--same_pose"])
   with pytest.raises(SystemExit):
