@@ -62,6 +62,10 @@ images, and scores on the images from the start: whether a read of the place fou
 carries to the images, and whether training on the images keeps it. ``--content_fraction F``
 changes the garments of a fixed share F of the training records only (``mix_garments``) and
 scores on the images: whether some such garments among the images let the read be found.
+``--no_key_content`` leaves the attention's keys the position code only (``key_content_mask``:
+the key half of its key/value projection held at 0), so where a pixel looks cannot depend on
+the garment's pixels, only what it reads there: whether a read by content competes with the read
+by place on the images.
 ``--keep_ring`` gives the changed garments' outline ring (the pixels next to black, where the
 rendering blends the garment into the background) its image pixels back.
 
@@ -128,6 +132,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
                  help="after --garment_content, take away from every garment pixel, or add to "
                       "it, the training images' pattern template (pattern_template); needs "
                       "--lined_up")
+  p.add_argument("--no_key_content", action="store_true",
+                 help="the attention's keys carry the position code only, not the garment's "
+                      "pixels (key_content_mask); needs --positions fourier")
   p.add_argument("--keep_ring", action="store_true",
                  help="after --garment_content, give the garment's outline ring (its pixels next "
                       "to black) its image pixels back")
@@ -156,6 +163,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
                                ("--garment_template", args.garment_template, "keep")):
     if value != default and not args.lined_up:
       p.error(f"{flag} {value} needs --lined_up (it changes the lined-up garments' pixels)")
+  if args.no_key_content and args.positions != ["fourier"]:
+    p.error("--no_key_content leaves the keys the position code only: it needs --positions "
+            "fourier")
   if args.keep_ring and args.garment_content == "image":
     p.error("--keep_ring keeps the images' outline ring in garments --garment_content changes")
   changed = args.garment_content != "image" or args.garment_template != "keep"
@@ -364,14 +374,31 @@ def make_copier(config, position: str, seed: int):
   return make_token_copier(shape, position, seed, token_channels=3)
 
 
+def key_content_mask(params):
+  """A tree like ``params`` (the copier's nnx.Param state): 0 on the part of the cross-attention's
+  key/value projection (attn.kv, [C, 2C] and [2C]) that makes the keys, 1 elsewhere. Multiplied
+  into the parameters and every gradient, it leaves the keys only the position code."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def mask(path, leaf):
+    names = [getattr(k, "key", None) for k in path]
+    ones = jnp.ones_like(leaf)
+    if names[:2] != ["attn", "kv"]:
+      return ones
+    return ones.at[..., :leaf.shape[-1] // 2].set(0)  # keys first: jnp.split(kv, 2)
+  return jax.tree_util.tree_map_with_path(mask, params)
+
+
 def train_copier(config, position: str, steps: int, eval_every: int, held_out: tuple,
                  seed: int, batches: Iterator[dict], loss_on: str = "image",
-                 target: str = "person") -> dict:
+                 target: str = "person", key_content: bool = True) -> dict:
   """Trains one copier on ``batches``; returns its final scores and its curve.
 
   held_out: (batch, garment masks [N, R, R], the targets' flat twins [N, R, R, 3]).
   loss_on="garment": the MSE is averaged over the pixels of each batch's "garment_mask" only.
   target: the batches' key trained and scored against ("person", or "garment_input": "garment").
+  key_content=False: the attention's keys carry the position code only (key_content_mask).
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -381,6 +408,8 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
 
   batch, masks, twin = held_out
   graphdef, params = nnx.split(make_copier(config, position, seed), nnx.Param)
+  keep = jax.tree.map(jnp.ones_like, params) if key_content else key_content_mask(params)
+  params = jax.tree.map(jnp.multiply, params, keep)
   tx = optim.make_optimizer(config.train)
   opt_state = tx.init(params)
 
@@ -393,7 +422,7 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
       error = jnp.mean((predict(p, agnostic, garment) - target) ** 2, axis=-1)
       return jnp.sum(weight * error) / jnp.maximum(jnp.sum(weight), 1.0)
     loss, grads = jax.value_and_grad(loss_fn)(p)
-    updates, opt_state = tx.update(grads, opt_state, p)
+    updates, opt_state = tx.update(jax.tree.map(jnp.multiply, grads, keep), opt_state, p)
     return optax.apply_updates(p, updates), opt_state, loss
 
   target_key = TARGET_KEYS[target]
@@ -422,6 +451,7 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
       curve.append({"step": i, "train_loss": float(loss), **{k: scores[k] for k in SCORES}})
   seconds = time.perf_counter() - start
   return {"position": position, "loss_on": loss_on, "target": target, "steps": steps,
+          "key_content": key_content,
           "seconds": round(seconds, 1),
           "params": int(sum(x.size for x in jax.tree.leaves(params))), **scores,
           "curve": curve}
@@ -497,7 +527,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
       from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
       batches = iter(pipeline.make_train_dataset(config))
     run = train_copier(config, position, largs.steps, args.eval_every, (batch, masks, twin),
-                       largs.seed, batches, args.loss_on, args.target)
+                       largs.seed, batches, args.loss_on, args.target,
+                       key_content=not args.no_key_content)
     common.emit({"position": position, **{k: run[k] for k in ("steps", "seconds", "params",
                                                                *SCORES)}})
     result["runs"][position] = run

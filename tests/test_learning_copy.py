@@ -366,6 +366,24 @@ def test_the_garment_input_target_trains_the_copier_on_i_c_not_the_person():
   assert 0 < one["own_place_weight"] < one["near_place_weight"] < 1
 
 
+def test_without_key_content_the_attention_does_not_depend_on_the_garment_pixels():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  config, images, mask = tiny_copier_pairs(2, slice(2, 12), slice(3, 13))
+  batch = {**images, "garment_mask": mask}
+  other = {**batch, "garment": np.random.default_rng(9).uniform(-1, 1, (2, 16, 16, 3))}
+
+  def weights(held_out: dict, key_content: bool) -> tuple:
+    run = learning_copy_pairs.train_copier(
+        config, "fourier", 2, 2, (held_out, mask, held_out["garment"]), 0,
+        iter(lambda: batch, None), "garment", "garment_input", key_content)
+    return run["own_place_weight"], run["near_place_weight"]
+
+  assert weights(batch, False) == weights(other, False)  # where it looks: position only
+  assert weights(batch, True) != weights(other, True)
+  with pytest.raises(SystemExit):
+    learning_copy_pairs.parse_args(["--no_key_content", "--", "--same_pose"])
+
+
 def test_garment_content_noise_and_shuffle_keep_shape_and_colours_and_lose_the_pattern():
   from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
   garments = np.full((2, 32, 32, 3), -1.0, np.float32)  # black, as I_c's background
