@@ -55,19 +55,20 @@ what could be had from the pixel's place alone; ``add`` gives noise that shared 
 training images and for the garments trained on, and ``pattern_correlation`` how alike two of
 their pixels 1-8 px apart are. The reference ``flat_twin_template_shifted`` (the target's flat
 twin with the same shift on I_c's garment pixels) is what the shift alone scores against the
-target, with no read of I_c's pattern.
+target, with no read of I_c's pattern. ``--keep_ring`` gives the changed garments' outline ring
+(the pixels next to black, where the rendering blends the garment into the background) its image
+pixels back.
 
 ``--content_steps N`` trains on the changed garments for the first N steps only, then on the
 images, and scores on the images from the start: whether a read of the place found on noise
 carries to the images, and whether training on the images keeps it. ``--content_fraction F``
 changes the garments of a fixed share F of the training records only (``mix_garments``) and
 scores on the images: whether some such garments among the images let the read be found.
+
 ``--no_key_content`` leaves the attention's keys the position code only (``key_content_mask``:
 the key half of its key/value projection held at 0), so where a pixel looks cannot depend on
 the garment's pixels, only what it reads there: whether a read by content competes with the read
 by place on the images.
-``--keep_ring`` gives the changed garments' outline ring (the pixels next to black, where the
-rendering blends the garment into the background) its image pixels back.
 
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
