@@ -287,7 +287,7 @@ def test_lined_up_garments_sit_where_the_target_shows_the_garment(tmp_path):
   assert set(noise["pattern_correlation"]["trained"]) == {"1", "2", "4", "8"}
   assert "flat_twin_template_shifted" not in images["reference"]
   removed = copier("--garment_template", "remove")["reference"]["flat_twin_template_shifted"]
-  assert removed["pattern_corr_garment"] > 0  # the twin scores 0; the shift alone scores
+  assert removed["pattern_corr_garment"] > 0  # the twin itself scores 0; shifted, it scores
   for bad in (["--content_steps", "1"], ["--garment_content", "noise", "--content_steps", "2"]):
     with pytest.raises(SystemExit):
       copier(*bad)
