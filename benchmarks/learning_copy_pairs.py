@@ -208,6 +208,14 @@ def garment_pixels(garments: np.ndarray) -> np.ndarray:
   return (garments > GARMENT_FLOOR).any(-1)
 
 
+def garment_patterns(garments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """garments [N, R, R, 3] on black -> (garment pixels [N, R, R] bool, patterns [N, R, R, 3]:
+  each garment's pixels less its mean colour, 0 off the garment)."""
+  on = garment_pixels(garments)
+  colours = (garments * on[..., None]).sum((1, 2)) / np.maximum(on.sum((1, 2)), 1)[:, None]
+  return on, np.where(on[..., None], garments - colours[:, None, None], 0)
+
+
 def pattern_template(garments: np.ndarray) -> tuple[np.ndarray, float]:
   """garments [N, R, R, 3] on black -> (template [R, R, 3], share): the patterns' structure that
   is common to the garments at each place.
@@ -217,11 +225,9 @@ def pattern_template(garments: np.ndarray) -> tuple[np.ndarray, float]:
   the patterns' summed squares that taking it away from every covered pixel removes (0: nothing
   shared by place, as for noise; 1: every garment's pattern is the template).
   """
-  on = garment_pixels(garments)[..., None]
-  colours = (garments * on).sum((1, 2)) / np.maximum(on.sum((1, 2)), 1)  # [N, 3]
-  patterns = np.where(on, garments - colours[:, None, None], 0)
-  template = patterns.sum(0) / np.maximum(on.sum(0), 1)
-  residual = np.where(on, patterns - template, 0)
+  on, patterns = garment_patterns(garments)
+  template = patterns.sum(0) / np.maximum(on.sum(0), 1)[..., None]
+  residual = np.where(on[..., None], patterns - template, 0)
   total = float(np.sum(patterns.astype(np.float64) ** 2))
   share = 1 - float(np.sum(residual.astype(np.float64) ** 2)) / total if total else 0.0
   return template.astype(garments.dtype), share
@@ -232,9 +238,8 @@ def pattern_correlation(garments: np.ndarray, lags: Sequence[int]) -> dict[str, 
   less the garment's mean colour, channel mean) are at two garment pixels ``lag`` apart along a
   row or a column, pooled over the garments (1: alike at that distance; about 0 for white noise;
   below 0 where a stripe's half period sits)."""
-  on = garment_pixels(garments)
-  colours = (garments * on[..., None]).sum((1, 2)) / np.maximum(on.sum((1, 2)), 1)[:, None]
-  pattern = np.where(on, (garments - colours[:, None, None]).mean(-1), 0).astype(np.float64)
+  on, patterns = garment_patterns(garments)
+  pattern = patterns.mean(-1).astype(np.float64)
   out = {}
   for lag in lags:
     pairs = [(pattern[:, lag:], pattern[:, :-lag], on[:, lag:] & on[:, :-lag]),
@@ -273,10 +278,10 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
   for garment, new, rid in zip(garments, out, ids):
     on = garment_pixels(garment)
     pixels = garment[on]
+    rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
     if not len(pixels) or content == "image":
       pass
     elif content == "noise":
-      rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
       spread = np.sqrt(np.mean((pixels - pixels.mean(0)) ** 2))
       if noise_blur or noise_period:
         r = garment.shape[0]
@@ -293,10 +298,8 @@ def replace_garment_content(garments: np.ndarray, ids: Sequence[str], seed: int,
         noise = rng.standard_normal(pixels.shape)
       new[on] = np.clip(pixels.mean(0) + spread * noise.astype(garments.dtype), -1, 1)
     elif content == "shuffle":
-      rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
       new[on] = pixels[rng.permutation(len(pixels))]
     else:
-      rng = np.random.default_rng([seed, zlib.crc32(rid.encode())])
       colour = pixels.mean(0)
       spectrum = np.fft.fft2(np.where(on[..., None], garment - colour, 0), axes=(0, 1))
       turn = np.angle(np.fft.fft2(rng.standard_normal(on.shape)))[..., None]  # odd: stays real
@@ -409,8 +412,9 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
 
   batch, masks, twin = held_out
   graphdef, params = nnx.split(make_copier(config, position, seed), nnx.Param)
-  keep = jax.tree.map(jnp.ones_like, params) if key_content else key_content_mask(params)
-  params = jax.tree.map(jnp.multiply, params, keep)
+  keep = None if key_content else key_content_mask(params)
+  if keep is not None:
+    params = jax.tree.map(jnp.multiply, params, keep)
   tx = optim.make_optimizer(config.train)
   opt_state = tx.init(params)
 
@@ -423,7 +427,9 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
       error = jnp.mean((predict(p, agnostic, garment) - target) ** 2, axis=-1)
       return jnp.sum(weight * error) / jnp.maximum(jnp.sum(weight), 1.0)
     loss, grads = jax.value_and_grad(loss_fn)(p)
-    updates, opt_state = tx.update(jax.tree.map(jnp.multiply, grads, keep), opt_state, p)
+    if keep is not None:
+      grads = jax.tree.map(jnp.multiply, grads, keep)
+    updates, opt_state = tx.update(grads, opt_state, p)
     return optax.apply_updates(p, updates), opt_state, loss
 
   target_key = TARGET_KEYS[target]
