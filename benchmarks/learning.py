@@ -58,6 +58,11 @@ of a score gap is the pose change.
 starts training with every cross-attention's position projections set so that a person token
 attends to the garment token at its own grid place (plant_place_attention): the place-reading that
 the trained networks never found, given at step 0, to ask whether the network then uses it.
+``--noise_garments F`` gives a share F of the training pairs a noise garment instead of their
+patterned one (synthetic_garment.noise_garment: a random colour per cell over the cloth, the same
+in I_c and in the target); the held-out pairs keep their patterns. The copier study
+(benchmarks.learning_copy_pairs ``--content_fraction``) found the place-reading on the study's
+images only with such records among them.
 ``eval_pose_shift`` is how far each scored pair's garment has to move (upper-body keypoints, I_c's
 pose to the target's), and the ``*_vs_pose_shift`` entries say whether a score, or parallel -
 concat, changes with it: the paper puts cross-attention's advantage in the pairs that need warping.
@@ -118,6 +123,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--same_pose", action="store_true",
                  help="the same-pose control: every I_c shows its garment in the target's own pose "
                       "(synthetic.generate's same_pose; the same target images)")
+  p.add_argument("--noise_garments", type=float, default=0.0, metavar="F",
+                 help="share of the training pairs whose garment wears noise instead of its "
+                      "pattern (the held-out pairs never do)")
   p.add_argument("--plant_place_attention", type=float, default=0.0, metavar="SCALE",
                  help="start the parallel variant's cross-attention reading the garment token at "
                       "each person token's own place (plant_place_attention; 0: off)")
@@ -169,12 +177,13 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
     name = split + ("_flat" if flat else "")
     raw = os.path.join(data, f"raw_{name}")
     records = os.path.join(data, f"records_{name}")
-    _check_made_with(raw, split, args)
+    noise = args.noise_garments if name == "train" else 0.0
+    _check_made_with(raw, split, args, noise)
     if not glob.glob(os.path.join(records, "*.tfrecord")):
       synthetic.generate(raw, num, resolution=args.synthetic_resolution,
                          seed=args.seed + SPLIT_SEED_OFFSET[split], split=split,
                          pattern_scale=args.pattern_scale, flat_garments=flat,
-                         same_pose=args.same_pose)
+                         same_pose=args.same_pose, noise_garments=noise)
       summary = viton_hd.convert(raw, split, records, resolution=args.synthetic_resolution,
                                  progress=False)
       print(json.dumps({"event": "data", "split": name, "written": summary["written"],
@@ -183,14 +192,18 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
   return out
 
 
-def _check_made_with(raw: str, split: str, args: argparse.Namespace) -> None:
-  """Refuses a workdir whose synthetic set was made with another --pattern_scale or --same_pose
-  (checked here, as synthetic.generate is not called once the records exist)."""
+def _check_made_with(raw: str, split: str, args: argparse.Namespace,
+                     noise_garments: float) -> None:
+  """Refuses a workdir whose synthetic set was made with another --pattern_scale, --same_pose or
+  share of noise garments (``noise_garments``: --noise_garments for the training set, else 0),
+  checked here, as synthetic.generate is not called once the records exist."""
   from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
   made = synthetic.read_settings(raw, split)
-  for key in ("pattern_scale", "same_pose"):
-    if made is not None and made[key] != getattr(args, key):
-      raise SystemExit(f"--{key} {getattr(args, key)}: {synthetic.settings_path(raw, split)} was "
+  asked = {"pattern_scale": args.pattern_scale, "same_pose": args.same_pose,
+           "noise_garments": noise_garments}
+  for key, value in asked.items():
+    if made is not None and made[key] != value:
+      raise SystemExit(f"--{key} {value}: {synthetic.settings_path(raw, split)} was "
                        f"made with {made[key]}; use another --workdir")
 
 
@@ -613,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   for v in variants:
     if v not in VARIANTS:
       raise SystemExit(f"--variants: unknown variant {v!r} (expected {VARIANTS})")
+  if not 0.0 <= args.noise_garments <= 1.0:
+    raise SystemExit(f"--noise_garments {args.noise_garments}: a share, in [0, 1]")
   if args.plant_place_attention and "parallel" not in variants:
     raise SystemExit("--plant_place_attention plants the parallel variant's cross-attention: "
                      f"--variants {args.variants} has none")
@@ -629,7 +644,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "sample_steps": args.sample_steps, "seed": args.seed,
              "pattern_scale": args.pattern_scale, "same_pose": args.same_pose,
              "eval_split": args.eval_split,
-             "plant_place_attention": args.plant_place_attention, "variants": {}}
+             "plant_place_attention": args.plant_place_attention,
+             "noise_garments": args.noise_garments, "variants": {}}
   outputs, batch, masks, twin = {}, None, None, None
   for variant in variants:
     config = make_config(variant, args, train_glob)

@@ -1,7 +1,7 @@
 """Writes the synthetic paired try-on set in VITON-HD layout (so it flows through the same converter).
 
   python -m data_pipelines.synthetic --out DIR --num N [--resolution 256] [--seed 0] [--split train]
-      [--pattern_scale 1] [--flat_garments] [--same_pose]
+      [--pattern_scale 1] [--flat_garments] [--same_pose] [--noise_garments 0]
   python -m data_pipelines.viton_hd --root DIR --split train --out REC    # then convert as real data
 
 Each example <id> is one procedurally drawn person wearing one textured upper garment in two poses
@@ -41,7 +41,8 @@ JPEG_QUALITY = 95  # VITON-HD's own JPEGs are high quality; 95 keeps texture edg
 GENERATOR_VERSION = 1  # bump when the renderer's output changes (resumed dirs must match).
 # The rendering options a directory records, at the values directories made before each option
 # existed were made with (a resumed directory must match them all).
-OPTION_DEFAULTS = {"pattern_scale": 1.0, "flat_garments": False, "same_pose": False}
+OPTION_DEFAULTS = {"pattern_scale": 1.0, "flat_garments": False, "same_pose": False,
+                   "noise_garments": 0.0}
 SUBDIRS = ("image", "image-parse-v3", "openpose_json", "cloth", "cloth-mask",
            "cloth-openpose_json")
 
@@ -109,14 +110,14 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 def write_example(root: str, split: str, index: int, *, resolution: int, seed: int,
                   pattern_scale: float = 1.0, flat_garments: bool = False,
-                  same_pose: bool = False) -> bool:
+                  same_pose: bool = False, noise_garments: float = 0.0) -> bool:
   """Renders and writes example `index`; returns False (and writes nothing) if it is complete."""
   paths = example_paths(root, split, index)
   if all(os.path.exists(p) for p in paths.values()):
     return False
   ex = synthetic_render.render_example(index, resolution=resolution, seed=seed, split=split,
                                        pattern_scale=pattern_scale, flat_garment=flat_garments,
-                                       same_pose=same_pose)
+                                       same_pose=same_pose, noise_garments=noise_garments)
   blobs = {
       "image": _jpeg(ex.person),
       "image-parse-v3": _parse_png(ex.person_parse),
@@ -169,14 +170,15 @@ def _work(args: tuple[str, str, int, int, int, dict]) -> bool:
 def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
              split: str = "train", workers: int = 1, progress: bool = False,
              pattern_scale: float = 1.0, flat_garments: bool = False,
-             same_pose: bool = False) -> dict:
+             same_pose: bool = False, noise_garments: float = 0.0) -> dict:
   """Writes `num` synthetic pairs into out_dir in VITON-HD layout (see the module docstring).
 
   pattern_scale coarsens the garments' patterns (synthetic_garment.sample_garment), e.g. so that
   they survive the downscale to a 32 px study. flat_garments writes the set's flat twin: the same
   examples with the garments' pattern and prints left out (synthetic_garment.sample_garment).
   same_pose writes its same-pose control: the same person images, with each cloth image in the
-  person's own pose (synthetic_render.render_example).
+  person's own pose (synthetic_render.render_example). noise_garments is the share of examples
+  whose garment wears noise instead of its pattern (synthetic_render.render_example).
 
   Returns {"root", "split", "num", "written", "skipped", "pairs_file", "width", "height",
   "seconds"}. Deterministic in (seed, split, index); existing complete examples are kept.
@@ -187,6 +189,8 @@ def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
     raise ValueError(f"seed must be >= 0, got {seed}")
   if not pattern_scale > 0:
     raise ValueError(f"pattern_scale must be > 0, got {pattern_scale}")
+  if not 0.0 <= noise_garments <= 1.0:
+    raise ValueError(f"noise_garments must be in [0, 1], got {noise_garments}")
   if not split or os.sep in split or split.startswith("."):
     raise ValueError(f"split must be a plain directory name, got {split!r}")
   width, height = synthetic_render.image_size(resolution)
@@ -194,7 +198,7 @@ def generate(out_dir: str, num: int, *, resolution: int = 256, seed: int = 0,
   for sub in SUBDIRS:
     os.makedirs(os.path.join(out_dir, split, sub), exist_ok=True)
   options = {"pattern_scale": float(pattern_scale), "flat_garments": bool(flat_garments),
-             "same_pose": bool(same_pose)}
+             "same_pose": bool(same_pose), "noise_garments": float(noise_garments)}
   _check_settings(out_dir, split, {"resolution": resolution, "seed": seed, "split": split,
                                    "generator_version": GENERATOR_VERSION, **options,
                                    "width": width, "height": height})
@@ -241,12 +245,14 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--same_pose", action="store_true",
                       help="the set's same-pose control: each cloth image in the person's own "
                            "pose")
+  parser.add_argument("--noise_garments", type=float, default=0.0,
+                      help="share of examples whose garment wears noise instead of its pattern")
   args = parser.parse_args(argv)
   try:
     result = generate(args.out, args.num, resolution=args.resolution, seed=args.seed,
                       split=args.split, workers=args.workers, progress=True,
                       pattern_scale=args.pattern_scale, flat_garments=args.flat_garments,
-                      same_pose=args.same_pose)
+                      same_pose=args.same_pose, noise_garments=args.noise_garments)
   except ValueError as e:
     parser.exit(2, f"error: {e}\n")
   print(f"wrote {result['written']} pairs, kept {result['skipped']} existing, to "

@@ -2,6 +2,7 @@
 
 A `Garment` maps cloth coordinates (body units: x around the body, y down it) to colours: stripes,
 checks, dots, gradients, all-over text or logo tiles, plus an optional chest print (text or logo).
+A noise garment (noise_garment) is a random colour per cell of a fine grid over the cloth.
 The renderer (synthetic_render.py) decides where each pixel's cloth coordinates come from.
 """
 
@@ -16,6 +17,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 _PATTERN_KINDS = ("stripes", "checks", "dots", "gradient", "text", "logos")
 PERIODIC_KINDS = ("stripes", "checks", "dots")  # drawn at Garment.period; the rest are coarser
+# noise_garment: the cell size at pattern_scale 1, body units. At the learning study's pattern
+# scale 4 a cell is 0.06 units, about 1.7 px of its 32 px records: per-pixel noise that survives
+# the record's downscale, which averages finer cells away.
+NOISE_CELL_UNITS = 0.015
+NOISE_TILE_CELLS = 64  # the tile wraps every 64 cells: wider than any garment, so no visible repeat
 _WORDS = ("SUMMER", "TOKYO", "CLUB", "1987", "WAVE", "NOVA", "JAX", "HELLO", "SPORT", "CITY",
           "LOVE", "ZEN", "RUN", "BERLIN", "SURF", "MOON", "OK", "TEAM 7", "ROCK", "SUN")
 
@@ -210,3 +216,17 @@ def sample_garment(rng: np.random.Generator, texels_per_unit: float,
       long_sleeves=bool(rng.random() < 0.4), sleeve_fraction=float(rng.uniform(0.35, 0.8)),
       looseness=float(rng.uniform(1.0, 1.12)), hem=float(rng.uniform(1.0, 1.12)),
       neckline_depth=float(rng.uniform(0.008, 0.04)))
+
+
+def noise_garment(garment: Garment, rng: np.random.Generator, pattern_scale: float = 1.0) -> Garment:
+  """``garment`` (its cut, sleeves and fit) wearing noise: each cell of a grid over the cloth
+  (NOISE_CELL_UNITS * pattern_scale body units) an independent uniform RGB colour, bilinear
+  between cell centres, and no chest print. The noise follows the cloth like any pattern, so the
+  person and cloth images show the same noise, warped to each pose. Drawn from ``rng`` alone."""
+  if not pattern_scale > 0:
+    raise ValueError(f"pattern_scale must be > 0, got {pattern_scale}")
+  cells = rng.random((NOISE_TILE_CELLS, NOISE_TILE_CELLS, 3), dtype=np.float32)
+  tile = np.concatenate([cells, np.ones_like(cells[..., :1])], -1)  # opaque: covers the base
+  return dataclasses.replace(garment, kind="noise", tile=tile,
+                             tile_units=NOISE_TILE_CELLS * NOISE_CELL_UNITS * pattern_scale,
+                             decal=None)

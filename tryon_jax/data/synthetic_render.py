@@ -22,8 +22,8 @@ import zlib
 
 import numpy as np
 
-from tryon_jax.data.synthetic_garment import (Garment, bilinear, coverage, random_colour,
-                                              sample_garment)
+from tryon_jax.data.synthetic_garment import (Garment, bilinear, coverage, noise_garment,
+                                              random_colour, sample_garment)
 
 # CIHP/LIP parse ids as written to image-parse-v3 (10 = neck / exposed skin, as VITON-HD uses it).
 LABELS = {
@@ -44,6 +44,7 @@ _X_JITTER = 0.06  # horizontal placement jitter, fraction of image width.
 _TOP_MARGIN = (0.02, 0.07)  # head-top position, fraction of image height.
 _MIN_POSE_SHIFT = 0.04  # mean keypoint move between poses A and B, fraction of image height.
 _CROSS_ARM_PROB = 0.3  # fraction of examples where one pose has a forearm across the torso.
+_NOISE_STREAM = 1  # render_example's noise draws: a stream of their own, so the rest is unchanged
 _SAME_BACKGROUND_PROB = 0.5  # otherwise pose A and pose B get different backgrounds.
 _ARM_MODES = ("down", "down", "out", "out", "hip", "up")  # per-arm pose families (sampled evenly).
 
@@ -569,7 +570,7 @@ def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: str = "train",
                    pattern_scale: float = 1.0, flat_garment: bool = False,
-                   same_pose: bool = False) -> Example:
+                   same_pose: bool = False, noise_garments: float = 0.0) -> Example:
   """Renders example `index` deterministically from (seed, split, index).
 
   pattern_scale: the garment's pattern period and print tile are this many times the default
@@ -579,11 +580,20 @@ def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: s
   same_pose: the cloth image shows the garment in the person's own pose B (the same draws: the
   person image is unchanged), so no pose changes between the two: a control for how much of a
   try-on study's difficulty is the pose change.
+  noise_garments: the share of examples whose garment wears noise instead of its pattern
+  (synthetic_garment.noise_garment; the same cut, person and poses). Which examples, and their
+  noise, come from a stream of their own: every other draw, and every other example, is
+  unchanged. A flat twin stays flat.
   """
+  if not 0.0 <= noise_garments <= 1.0:
+    raise ValueError(f"noise_garments must be in [0, 1], got {noise_garments}")
   width, height = image_size(resolution)
   rng = example_rng(seed, split, index)
   idt = sample_identity(rng, texels_per_unit=2.0 * 0.88 * height, pattern_scale=pattern_scale,
                         flat_garment=flat_garment)
+  noise_rng = np.random.default_rng([seed, zlib.crc32(split.encode()), index, _NOISE_STREAM])
+  if noise_rng.random() < noise_garments and not flat_garment:
+    idt = dataclasses.replace(idt, garment=noise_garment(idt.garment, noise_rng, pattern_scale))
   crossing_pose = int(rng.integers(2)) if rng.random() < _CROSS_ARM_PROB else -1
   poses, skeletons = [], []
   for which in range(2):  # 0 = pose A (cloth image), 1 = pose B (person image)
