@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from benchmarks import learning, learning_attention, learning_copy_pairs
+from data_pipelines import synthetic
 from tryon_jax.diffusion import schedules
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +29,8 @@ TINY = ["--steps", "2", "--num_train", "8", "--num_test", "3", "--synthetic_reso
 def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   out = tmp_path / "out"
   argv = ["--workdir", str(tmp_path / "work"), "--out", str(out),
-          "--inception_weights", str(tmp_path / "no_inception.npz")] + TINY
+          "--inception_weights", str(tmp_path / "no_inception.npz"),
+          "--noise_garments", "0.5"] + TINY
   real_other_garments = learning.other_garments
   swapped = []  # the batches whose garments were swapped, and what they were swapped to
 
@@ -46,7 +48,10 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert "fid" not in saved["variants"]["parallel"]
   metric_names = ("psnr_garment", "ssim", "ssim_garment", "hist_l1_garment",
                   "detail_corr_garment", "pattern_corr_garment", "pattern_rms_garment")
-  assert saved["pattern_scale"] == 1.0
+  assert saved["pattern_scale"] == 1.0 and saved["noise_garments"] == 0.5
+  made = {split: synthetic.read_settings(str(tmp_path / "work" / "data" / f"raw_{split}"), split)
+          for split in ("train", "test")}
+  assert made["train"]["noise_garments"] == 0.5 and made["test"]["noise_garments"] == 0.0
   args = learning.parse_args(argv)
   schedule = schedules.make_schedule(learning.make_config("parallel", args, "unused").diffusion)
   for name, run in saved["variants"].items():
@@ -328,17 +333,27 @@ def test_flat_twins_of_other_pairs_or_masks_are_refused(monkeypatch):
       learning.flat_twin_targets(None, data, "test", batch, masks)
 
 
-def test_a_workdir_made_with_another_pattern_scale_or_pose_control_is_refused(tmp_path):
+def test_a_workdir_made_with_another_pattern_scale_pose_control_or_noise_is_refused(tmp_path):
   def args(pattern_scale, same_pose=False):
     return argparse.Namespace(pattern_scale=pattern_scale, same_pose=same_pose)
 
-  learning._check_made_with(str(tmp_path), "test", args(4.0))  # nothing made yet: fine
+  learning._check_made_with(str(tmp_path), "test", args(4.0), 0.5)  # nothing made yet: fine
   (tmp_path / "test_synthetic.json").write_text(json.dumps({"seed": 0}))  # made before the flags
-  learning._check_made_with(str(tmp_path), "test", args(1.0))
+  learning._check_made_with(str(tmp_path), "test", args(1.0), 0.0)
   with pytest.raises(SystemExit, match="--pattern_scale 4.0: .*made with 1.0"):
-    learning._check_made_with(str(tmp_path), "test", args(4.0))
+    learning._check_made_with(str(tmp_path), "test", args(4.0), 0.0)
   with pytest.raises(SystemExit, match="--same_pose True: .*made with False"):
-    learning._check_made_with(str(tmp_path), "test", args(1.0, same_pose=True))
+    learning._check_made_with(str(tmp_path), "test", args(1.0, same_pose=True), 0.0)
+  with pytest.raises(SystemExit, match="--noise_garments 0.5: .*made with 0.0"):
+    learning._check_made_with(str(tmp_path), "test", args(1.0), 0.5)
+
+
+@pytest.mark.parametrize("share", ["-0.1", "1.5"])
+def test_a_noise_share_outside_0_1_is_refused_before_anything_is_made(tmp_path, share):
+  with pytest.raises(SystemExit, match=f"--noise_garments {float(share)}: a share, in \\[0, 1\\]"):
+    learning.main(["--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+                   "--noise_garments", share] + TINY)
+  assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()
 
 
 def test_pose_shift_is_the_mean_upper_body_keypoint_distance_over_shared_keypoints():

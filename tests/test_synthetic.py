@@ -272,6 +272,64 @@ def test_same_pose_control_keeps_the_person_and_shows_the_cloth_in_its_pose():
     assert control.meta["same_pose"] and not ex.meta["same_pose"]
 
 
+def test_noise_garments_replace_only_the_pattern_and_follow_the_cloth():
+  for index in range(4):
+    ex = sr.render_example(index, resolution=RES, seed=SEED, same_pose=True)
+    noisy = sr.render_example(index, resolution=RES, seed=SEED, same_pose=True,
+                              noise_garments=1.0)
+    none = sr.render_example(index, resolution=RES, seed=SEED, same_pose=True,
+                             noise_garments=0.0)
+    np.testing.assert_array_equal(none.person, ex.person)  # share 0: the set as it was
+    np.testing.assert_array_equal(none.cloth, ex.cloth)
+    assert noisy.meta["pattern"] == "noise" and ex.meta["pattern"] != "noise"
+    for name in ("person_parse", "person_keypoints", "cloth_keypoints", "cloth_mask"):
+      np.testing.assert_array_equal(getattr(noisy, name), getattr(ex, name), err_msg=name)
+    garment = ex.person_parse == ID["upper_clothes"]
+    near = np.zeros_like(garment)  # within 2 px: the renderer's anti-aliased edges
+    for dy in range(-2, 3):
+      for dx in range(-2, 3):
+        near |= np.roll(garment, (dy, dx), (0, 1))
+    changed = (noisy.person != ex.person).any(-1)
+    assert not changed[~near].any() and changed[garment].mean() > 0.5, index
+    inner = garment.copy()  # the same noise on the cloth image: it follows the cloth
+    for shift in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+      inner &= np.roll(garment, shift, (0, 1))
+    assert (noisy.cloth != noisy.person).any(-1)[inner].mean() < 0.01, index
+    flat = sr.render_example(index, resolution=RES, seed=SEED, flat_garment=True)
+    flat_noisy = sr.render_example(index, resolution=RES, seed=SEED, flat_garment=True,
+                                   noise_garments=1.0)
+    np.testing.assert_array_equal(flat_noisy.person, flat.person)  # the flat twin stays flat
+  shares = [sr.render_example(i, resolution=32, seed=SEED, noise_garments=0.3).meta["pattern"]
+            == "noise" for i in range(100)]
+  assert 0.18 < np.mean(shares) < 0.42
+  with pytest.raises(ValueError, match="noise_garments must be in \\[0, 1\\], got 1.5"):
+    sr.render_example(0, resolution=RES, noise_garments=1.5)
+
+
+def test_a_noise_garment_is_independent_from_cell_to_cell_and_smooth_within_one():
+  g = sg.sample_garment(np.random.default_rng(1), 200.0)
+  scale = 2.0
+  noisy = sg.noise_garment(g, np.random.default_rng(7), pattern_scale=scale)
+  assert noisy.decal is None and noisy.kind == "noise"
+  assert (noisy.long_sleeves, noisy.hem, noisy.looseness) == (g.long_sleeves, g.hem, g.looseness)
+  cell = sg.NOISE_CELL_UNITS * scale
+  rng = np.random.default_rng(0)
+  x, y = rng.uniform(-1, 1, 4000), rng.uniform(0, 1, 4000)
+
+  def corr(dx):
+    a, b = noisy.colour(x, y, 0.001), noisy.colour(x + dx, y, 0.001)
+    return np.corrcoef(a.ravel(), b.ravel())[0, 1]
+
+  assert corr(0.1 * cell) > 0.9  # bilinear within a cell
+  assert abs(corr(3 * cell)) < 0.1  # cells apart: independent draws
+  colours = noisy.colour(x, y, 0.001)
+  assert 0.0 <= colours.min() and colours.max() <= 1.0 and abs(colours.mean() - 0.5) < 0.05
+  other = sg.noise_garment(g, np.random.default_rng(8), pattern_scale=scale)
+  assert not np.allclose(other.colour(x, y, 0.001), colours)  # another draw, another noise
+  with pytest.raises(ValueError, match="pattern_scale"):
+    sg.noise_garment(g, np.random.default_rng(7), pattern_scale=0.0)
+
+
 def test_deterministic_per_seed_and_independent_per_example(tree, tmp_path):
   root, _ = tree
   again = str(tmp_path / "again")
@@ -307,10 +365,12 @@ def test_resume_rewrites_only_missing_examples_and_refuses_other_settings(tree, 
     synthetic.generate(out, 3, resolution=RES, seed=SEED, flat_garments=True)
   with pytest.raises(ValueError, match="same_pose=False differs from requested True"):
     synthetic.generate(out, 3, resolution=RES, seed=SEED, same_pose=True)
+  with pytest.raises(ValueError, match="noise_garments=0.0 differs from requested 0.5"):
+    synthetic.generate(out, 3, resolution=RES, seed=SEED, noise_garments=0.5)
   settings = os.path.join(out, "train_synthetic.json")
   with open(settings) as f:
     old = {k: v for k, v in json.load(f).items()
-           if k not in ("pattern_scale", "flat_garments", "same_pose")}
+           if k not in ("pattern_scale", "flat_garments", "same_pose", "noise_garments")}
   with open(settings, "w") as f:
     json.dump(old, f)  # made before the settings: resumes as scale 1, patterned, two poses
   assert synthetic.generate(out, 3, resolution=RES, seed=SEED)["written"] == 0
@@ -320,7 +380,8 @@ def test_resume_rewrites_only_missing_examples_and_refuses_other_settings(tree, 
 @pytest.mark.parametrize("kwargs, message", [
     ({"num": 0}, "num"), ({"num": 1, "resolution": 30}, "resolution"),
     ({"num": 1, "seed": -1}, "seed"), ({"num": 1, "split": "a/b"}, "split"),
-    ({"num": 1, "pattern_scale": 0.0}, "pattern_scale")])
+    ({"num": 1, "pattern_scale": 0.0}, "pattern_scale"),
+    ({"num": 1, "noise_garments": -0.5}, "noise_garments")])
 def test_bad_input_is_refused_before_writing(tmp_path, kwargs, message):
   out = str(tmp_path / "bad")
   with pytest.raises(ValueError, match=message):
@@ -332,9 +393,10 @@ def test_cli_writes_the_tree(tmp_path):
   out = str(tmp_path / "cli")
   proc = subprocess.run(
       [sys.executable, "-m", "data_pipelines.synthetic", "--out", out, "--num", "2",
-       "--resolution", "64", "--split", "test"],
+       "--resolution", "64", "--split", "test", "--noise_garments", "0.5"],
       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)), check=False)
   assert proc.returncode == 0, proc.stderr
+  assert synthetic.read_settings(out, "test")["noise_garments"] == 0.5
   assert sorted(os.listdir(os.path.join(out, "test", "image"))) == ["000000_00.jpg", "000001_00.jpg"]
   with Image.open(os.path.join(out, "test", "cloth", "000001_01.jpg")) as img:
     assert img.size == (48, 64)
