@@ -43,6 +43,23 @@ def _load_keypoints(path):
   return np.asarray(flat, np.float64).reshape(25, 3)
 
 
+def _within(mask, radius):
+  """The pixels within ``radius`` px (a square) of ``mask``."""
+  near = np.zeros_like(mask)
+  for dy in range(-radius, radius + 1):
+    for dx in range(-radius, radius + 1):
+      near |= np.roll(mask, (dy, dx), (0, 1))
+  return near
+
+
+def _inside(mask):
+  """The pixels of ``mask`` whose four neighbours are in it too."""
+  inner = mask.copy()
+  for shift in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+    inner &= np.roll(mask, shift, (0, 1))
+  return inner
+
+
 def _near(parse, xy, labels, radius):
   x, y = int(round(xy[0])), int(round(xy[1]))
   patch = parse[max(y - radius, 0):y + radius + 1, max(x - radius, 0):x + radius + 1]
@@ -233,10 +250,7 @@ def test_flat_twin_is_the_same_example_without_the_pattern():
       np.testing.assert_array_equal(getattr(twin, name), getattr(ex, name), err_msg=name)
     assert twin.person.shape == ex.person.shape == (HEIGHT, WIDTH, 3)
     garment = ex.person_parse == ID["upper_clothes"]
-    near = np.zeros_like(garment)  # within 2 px: the renderer's anti-aliased edges
-    for dy in range(-2, 3):
-      for dx in range(-2, 3):
-        near |= np.roll(garment, (dy, dx), (0, 1))
+    near = _within(garment, 2)  # the renderer's anti-aliased edges
     changed = (twin.person != ex.person).any(-1)
     assert not changed[~near].any(), index  # every other pixel is the same
     if changed[garment].mean() > 0.2:  # a patterned garment: only the shading is left in the twin
@@ -263,9 +277,7 @@ def test_same_pose_control_keeps_the_person_and_shows_the_cloth_in_its_pose():
     np.testing.assert_array_equal(control.cloth_parse, control.person_parse)
     garment = control.person_parse == ID["upper_clothes"]
     np.testing.assert_array_equal(control.cloth_mask, np.where(garment, 255, 0))
-    inner = garment.copy()  # away from anti-aliased edges, where the backgrounds may differ
-    for shift in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-      inner &= np.roll(garment, shift, (0, 1))
+    inner = _inside(garment)  # away from anti-aliased edges, where the backgrounds may differ
     assert inner.sum() > 50
     assert (control.cloth != control.person).any(-1)[inner].mean() < 0.01, index
     assert (ex.cloth != ex.person).any(-1)[inner].mean() > 0.2, index  # moved: other pixels
@@ -285,15 +297,10 @@ def test_noise_garments_replace_only_the_pattern_and_follow_the_cloth():
     for name in ("person_parse", "person_keypoints", "cloth_keypoints", "cloth_mask"):
       np.testing.assert_array_equal(getattr(noisy, name), getattr(ex, name), err_msg=name)
     garment = ex.person_parse == ID["upper_clothes"]
-    near = np.zeros_like(garment)  # within 2 px: the renderer's anti-aliased edges
-    for dy in range(-2, 3):
-      for dx in range(-2, 3):
-        near |= np.roll(garment, (dy, dx), (0, 1))
+    near = _within(garment, 2)  # the renderer's anti-aliased edges
     changed = (noisy.person != ex.person).any(-1)
     assert not changed[~near].any() and changed[garment].mean() > 0.5, index
-    inner = garment.copy()  # the same noise on the cloth image: it follows the cloth
-    for shift in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-      inner &= np.roll(garment, shift, (0, 1))
+    inner = _inside(garment)  # the same noise on the cloth image: it follows the cloth
     assert (noisy.cloth != noisy.person).any(-1)[inner].mean() < 0.01, index
     flat = sr.render_example(index, resolution=RES, seed=SEED, flat_garment=True)
     flat_noisy = sr.render_example(index, resolution=RES, seed=SEED, flat_garment=True,
