@@ -166,14 +166,18 @@ def make_config(variant: str, args: argparse.Namespace, train_glob: str):
 
 
 def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
-  """Synthetic train and held-out test sets, and the flat twins of the --eval_split pairs that are
-  scored (its first --num_test) -> {"train" | "test" | f"{eval_split}_flat": (records glob, raw
+  """Synthetic train and held-out test sets, and the flat twin of the --eval_split set, whose first
+  --num_test pairs are scored -> {"train" | "test" | f"{eval_split}_flat": (records glob, raw
   root)}."""
   from data_pipelines import synthetic, viton_hd  # pylint: disable=g-import-not-at-top
   data = os.path.join(args.workdir, "data")
   out = {}
+  # The flat twins are made for as many pairs as their split has, so that their records shard
+  # like the split's and the first --num_test read are the same pairs (the training records come
+  # in several shards, read in turn: 0, 4, 8, ... with four).
+  split_size = {"train": args.num_train, "test": args.num_test}
   for split, num, flat in (("train", args.num_train, False), ("test", args.num_test, False),
-                           (args.eval_split, args.num_test, True)):
+                           (args.eval_split, split_size[args.eval_split], True)):
     name = split + ("_flat" if flat else "")
     raw = os.path.join(data, f"raw_{name}")
     records = os.path.join(data, f"records_{name}")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from benchmarks import learning, learning_attention, learning_copy_pairs
-from data_pipelines import synthetic
+from data_pipelines import synthetic, viton_hd
 from tryon_jax.diffusion import schedules
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -190,7 +190,8 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   from tryon_jax.eval import fid as fid_lib  # pylint: disable=g-import-not-at-top
   weights, features = support.stand_in_inception(monkeypatch, tmp_path)
   train_argv = ["--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "train"),
-                "--variants", "parallel", "--eval_split", "train", "--inception_weights", weights]
+                "--variants", "parallel", "--eval_split", "train", "--inception_weights", weights,
+                "--noise_garments", "0.5"]
   on_train = learning.main(train_argv + TINY)
   train_ids = set(_record_ids(str(tmp_path / "work" / "data" / "records_train")))
   assert on_train["eval_split"] == "train" and len(on_train["eval_ids"]) == 3
@@ -346,6 +347,26 @@ def test_a_workdir_made_with_another_pattern_scale_pose_control_or_noise_is_refu
     learning._check_made_with(str(tmp_path), "test", args(1.0, same_pose=True), 0.0)
   with pytest.raises(SystemExit, match="--noise_garments 0.5: .*made with 0.0"):
     learning._check_made_with(str(tmp_path), "test", args(1.0), 0.5)
+
+
+def test_the_flat_twin_of_the_scored_split_has_as_many_pairs_as_the_split(tmp_path, monkeypatch):
+  # The training records come in several shards, read in turn, so the first --num_test read are
+  # not ids 0..num_test-1; a twin set of the same size shards the same way.
+  made = {}
+
+  def generate(raw, num, **kwargs):
+    made[os.path.basename(raw)] = (num, kwargs["flat_garments"], kwargs["noise_garments"])
+
+  monkeypatch.setattr(synthetic, "generate", generate)
+  monkeypatch.setattr(viton_hd, "convert", lambda *a, **k: {"written": 0, "skipped": 0})
+  for eval_split in ("train", "test"):
+    made.clear()
+    args = learning.parse_args(["--workdir", str(tmp_path / eval_split), "--num_train", "40",
+                                "--num_test", "3", "--eval_split", eval_split,
+                                "--noise_garments", "0.5"])
+    learning.prepare_data(args)
+    assert made == {"raw_train": (40, False, 0.5), "raw_test": (3, False, 0.0),
+                    f"raw_{eval_split}_flat": ({"train": 40, "test": 3}[eval_split], True, 0.0)}
 
 
 @pytest.mark.parametrize("share", ["-0.1", "1.5"])

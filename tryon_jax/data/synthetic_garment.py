@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 _PATTERN_KINDS = ("stripes", "checks", "dots", "gradient", "text", "logos")
 PERIODIC_KINDS = ("stripes", "checks", "dots")  # drawn at Garment.period; the rest are coarser
 # noise_garment: the cell size at pattern_scale 1, body units. At the learning study's pattern
-# scale 4 a cell is 0.06 units, about 1.7 px of its 32 px records: per-pixel noise that survives
-# the record's downscale, which averages finer cells away.
+# scale 4 a cell is 0.06 units, 1.7-1.9 px of its 32 px records (sample_garment's period-to-pixel
+# figures): per-pixel noise that survives the record's downscale, which averages finer cells away.
 NOISE_CELL_UNITS = 0.015
 NOISE_TILE_CELLS = 64  # the tile wraps every 64 cells: wider than any garment, so no visible repeat
 _WORDS = ("SUMMER", "TOKYO", "CLUB", "1987", "WAVE", "NOVA", "JAX", "HELLO", "SPORT", "CITY",
