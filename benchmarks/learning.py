@@ -173,8 +173,8 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
   data = os.path.join(args.workdir, "data")
   out = {}
   # The flat twins are made for as many pairs as their split has, so that their records shard
-  # like the split's and the first --num_test read are the same pairs (the training records come
-  # in several shards, read in turn: 0, 4, 8, ... with four).
+  # like the split's and the first --num_test read are the same pairs (the converter writes the
+  # pairs round-robin into its shards, read one after another: ids 0, 4, 8, ... with four).
   split_size = {"train": args.num_train, "test": args.num_test}
   for split, num, flat in (("train", args.num_train, False), ("test", args.num_test, False),
                            (args.eval_split, split_size[args.eval_split], True)):

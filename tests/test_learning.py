@@ -350,8 +350,8 @@ def test_a_workdir_made_with_another_pattern_scale_pose_control_or_noise_is_refu
 
 
 def test_the_flat_twin_of_the_scored_split_has_as_many_pairs_as_the_split(tmp_path, monkeypatch):
-  # The training records come in several shards, read in turn, so the first --num_test read are
-  # not ids 0..num_test-1; a twin set of the same size shards the same way.
+  # The training records are written round-robin into several shards, read one after another, so
+  # the first --num_test read are not ids 0..num_test-1; a twin set of the same size shards alike.
   made = {}
 
   def generate(raw, num, **kwargs):

@@ -218,7 +218,8 @@ def sample_garment(rng: np.random.Generator, texels_per_unit: float,
       neckline_depth=float(rng.uniform(0.008, 0.04)))
 
 
-def noise_garment(garment: Garment, rng: np.random.Generator, pattern_scale: float = 1.0) -> Garment:
+def noise_garment(garment: Garment, rng: np.random.Generator,
+                  pattern_scale: float = 1.0) -> Garment:
   """``garment`` (its cut, sleeves and fit) wearing noise: each cell of a grid over the cloth
   (NOISE_CELL_UNITS * pattern_scale body units) an independent uniform RGB colour, bilinear
   between cell centres, and no chest print. The noise follows the cloth like any pattern, so the
