@@ -176,8 +176,8 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
   # like the split's and the first --num_test read are the same pairs (the converter writes the
   # pairs round-robin into its shards, read one after another: ids 0, 4, 8, ... with four).
   split_size = {"train": args.num_train, "test": args.num_test}
-  for split, num, flat in (("train", args.num_train, False), ("test", args.num_test, False),
-                           (args.eval_split, split_size[args.eval_split], True)):
+  for split, flat in (("train", False), ("test", False), (args.eval_split, True)):
+    num = split_size[split]
     name = split + ("_flat" if flat else "")
     raw = os.path.join(data, f"raw_{name}")
     records = os.path.join(data, f"records_{name}")
