@@ -31,8 +31,11 @@ RELIANCE_TIMES = ("t=0.5", "t=0.8")
 
 def load_run(path: str, variant: str) -> tuple[list, dict]:
   """(eval_ids, the variant's scores) from a benchmarks.learning report at ``path``."""
-  with open(path, encoding="utf-8") as f:
-    report = json.load(f)
+  try:
+    with open(path, encoding="utf-8") as f:
+      report = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise SystemExit(f"{path}: not a readable benchmarks.learning report ({e})") from e
   if variant not in report.get("variants", {}):
     raise SystemExit(f"{path}: has no {variant} run (it has {sorted(report.get('variants', {}))})")
   return report["eval_ids"], report["variants"][variant]

@@ -46,10 +46,13 @@ def test_rows_and_per_pair_difference(tmp_path, capsys):
 
 @pytest.mark.parametrize("change, message", [
     (dict(ids=["p0", "p1", "p2", "p9"]), "scored different pairs"),
-    (dict(variant="concat"), "has no parallel run")])
+    (dict(variant="concat"), "has no parallel run"),
+    (dict(missing=True), "not a readable benchmarks.learning report")])
 def test_reports_of_other_pairs_or_without_the_variant_are_refused(tmp_path, change, message):
   new = _report(tmp_path / "new.json", "parallel", [1.0] * 4, [0.0] * 4)
   base = _report(tmp_path / "base.json", change.get("variant", "parallel"), [1.0] * 4,
                  [0.0] * 4, ids=change.get("ids", IDS))
+  if change.get("missing"):
+    base = str(tmp_path / "no_such_report.json")
   with pytest.raises(SystemExit, match=message):
     learning_compare.main([new, base])
