@@ -62,7 +62,8 @@ the trained networks never found, given at step 0, to ask whether the network th
 patterned one (synthetic_garment.noise_garment: a random colour per cell over the cloth, the same
 in I_c and in the target); the held-out pairs keep their patterns. The copier study
 (benchmarks.learning_copy_pairs ``--content_fraction``) found the place-reading on the study's
-images only with such records among them.
+images only with such records among them. Scoring a set with noise garments (``--eval_split
+train``), ``eval_noise_garment`` says which scored pairs wear one.
 ``eval_pose_shift`` is how far each scored pair's garment has to move (upper-body keypoints, I_c's
 pose to the target's), and the ``*_vs_pose_shift`` entries say whether a score, or parallel -
 concat, changes with it: the paper puts cross-attention's advantage in the pairs that need warping.
@@ -194,6 +195,19 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
                         "skipped": summary["skipped"]}), flush=True)
     out[name] = (os.path.join(records, "*.tfrecord"), raw)
   return out
+
+
+def eval_noise_garment(raw: str, split: str, pair_ids: Sequence[str]) -> list[bool] | None:
+  """Per scored pair, whether it wears a noise garment in the set at ``raw`` (ids as written by
+  data_pipelines.synthetic, "<index>_00__<index>_01"); None for a set made without noise."""
+  from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
+  from tryon_jax.data import synthetic_render  # pylint: disable=g-import-not-at-top
+  made = synthetic.read_settings(raw, split)
+  if not made or not made["noise_garments"]:
+    return None
+  return [synthetic_render.wears_noise_garment(int(pair_id.split("_", 1)[0]), seed=made["seed"],
+                                               split=split, noise_garments=made["noise_garments"])
+          for pair_id in pair_ids]
 
 
 def _check_made_with(raw: str, split: str, args: argparse.Namespace,
@@ -661,6 +675,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
       batch, masks = eval_batch(config, data, args.eval_split, args.num_test)
       twin = flat_twin_targets(config, data, args.eval_split, batch, masks)
       results["eval_ids"] = batch_ids(batch)
+      noise = eval_noise_garment(data[args.eval_split][1], args.eval_split, results["eval_ids"])
+      if noise is not None:
+        results["eval_noise_garment"] = noise
       copy_input = garment_metrics(batch["garment"], batch["person"], masks, twin)
       results["eval_pose_shift"] = [None if np.isnan(v) else float(v) for v in pose_shift(batch)]
       results["reference"] = {

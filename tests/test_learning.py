@@ -12,6 +12,7 @@ from PIL import Image
 
 from benchmarks import learning, learning_attention, learning_copy_pairs
 from data_pipelines import synthetic, viton_hd
+from tryon_jax.data import synthetic_render
 from tryon_jax.diffusion import schedules
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -196,6 +197,12 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   train_ids = set(_record_ids(str(tmp_path / "work" / "data" / "records_train")))
   assert on_train["eval_split"] == "train" and len(on_train["eval_ids"]) == 3
   assert set(on_train["eval_ids"]) <= train_ids
+  made_train = synthetic.read_settings(str(tmp_path / "work" / "data" / "raw_train"), "train")
+  assert on_train["eval_noise_garment"] == [  # which scored training pairs wear noise
+      synthetic_render.render_example(int(pair_id[:6]), resolution=32, seed=made_train["seed"],
+                                      noise_garments=0.5).meta["pattern"] == "noise"
+      for pair_id in on_train["eval_ids"]]
+  assert "eval_noise_garment" not in saved  # the held-out pairs keep their patterns
   run = on_train["variants"]["parallel"]
   assert run["train_seconds"] == results["variants"]["parallel"]["train_seconds"]
   assert all(np.isfinite(run[m]) for m in metric_names)

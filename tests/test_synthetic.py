@@ -309,6 +309,7 @@ def test_noise_garments_replace_only_the_pattern_and_follow_the_cloth():
   shares = [sr.render_example(i, resolution=32, seed=SEED, noise_garments=0.3).meta["pattern"]
             == "noise" for i in range(100)]
   assert 0.18 < np.mean(shares) < 0.42
+  assert shares == [sr.wears_noise_garment(i, seed=SEED, noise_garments=0.3) for i in range(100)]
   with pytest.raises(ValueError, match="noise_garments must be in \\[0, 1\\], got 1.5"):
     sr.render_example(0, resolution=RES, noise_garments=1.5)
 

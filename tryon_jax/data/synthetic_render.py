@@ -568,6 +568,17 @@ def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
   return np.random.default_rng([seed, zlib.crc32(split.encode()), index])
 
 
+def _noise_rng(seed: int, split: str, index: int) -> np.random.Generator:
+  return np.random.default_rng([seed, zlib.crc32(split.encode()), index, _NOISE_STREAM])
+
+
+def wears_noise_garment(index: int, *, seed: int = 0, split: str = "train",
+                        noise_garments: float) -> bool:
+  """Whether render_example(index, ...) with this share gives the example a noise garment (its flat
+  twin never wears one): the first draw of the example's noise stream, as render_example makes it."""
+  return bool(_noise_rng(seed, split, index).random() < noise_garments)
+
+
 def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: str = "train",
                    pattern_scale: float = 1.0, flat_garment: bool = False,
                    same_pose: bool = False, noise_garments: float = 0.0) -> Example:
@@ -591,7 +602,7 @@ def render_example(index: int, *, resolution: int = 256, seed: int = 0, split: s
   rng = example_rng(seed, split, index)
   idt = sample_identity(rng, texels_per_unit=2.0 * 0.88 * height, pattern_scale=pattern_scale,
                         flat_garment=flat_garment)
-  noise_rng = np.random.default_rng([seed, zlib.crc32(split.encode()), index, _NOISE_STREAM])
+  noise_rng = _noise_rng(seed, split, index)  # its first draw is wears_noise_garment's
   if noise_rng.random() < noise_garments and not flat_garment:
     idt = dataclasses.replace(idt, garment=noise_garment(idt.garment, noise_rng, pattern_scale))
   crossing_pose = int(rng.integers(2)) if rng.random() < _CROSS_ARM_PROB else -1
