@@ -574,8 +574,8 @@ def _noise_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def wears_noise_garment(index: int, *, seed: int = 0, split: str = "train",
                         noise_garments: float) -> bool:
-  """Whether render_example(index, ...) with this share gives the example a noise garment (its flat
-  twin never wears one): the first draw of the example's noise stream, as render_example makes it."""
+  """Whether render_example(index, ...) with this share gives the example a noise garment (its
+  flat twin never wears one): the first draw of the example's noise stream, as render_example's."""
   return bool(_noise_rng(seed, split, index).random() < noise_garments)
 
 
