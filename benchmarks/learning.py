@@ -198,14 +198,14 @@ def prepare_data(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
 
 
 def eval_noise_garment(raw: str, split: str, pair_ids: Sequence[str]) -> list[bool] | None:
-  """Per scored pair, whether it wears a noise garment in the set at ``raw`` (ids as written by
-  data_pipelines.synthetic, "<index>_00__<index>_01"); None for a set made without noise."""
+  """Per scored pair, whether it wears a noise garment in the set at ``raw`` (ids of
+  data_pipelines.synthetic's pairs); None for a set made without noise."""
   from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
   from tryon_jax.data import synthetic_render  # pylint: disable=g-import-not-at-top
   made = synthetic.read_settings(raw, split)
   if not made or not made["noise_garments"]:
     return None
-  return [synthetic_render.wears_noise_garment(int(pair_id.split("_", 1)[0]), seed=made["seed"],
+  return [synthetic_render.wears_noise_garment(synthetic.example_index(pair_id), seed=made["seed"],
                                                split=split, noise_garments=made["noise_garments"])
           for pair_id in pair_ids]
 
@@ -520,9 +520,10 @@ def pattern_correlation(pred: np.ndarray, target: np.ndarray, flat_twin: np.ndar
 
 
 def per_pair_difference(a: dict, b: dict) -> dict[str, np.ndarray]:
-  """Metric by metric, a - b per held-out pair [N] (per-example values from ``garment_metrics``)."""
+  """Metric by metric, a - b per held-out pair [N] (per-example values from ``garment_metrics``),
+  over the metrics both scored (a report from before a metric was added lacks it)."""
   return {name: np.asarray(va) - np.asarray(b["per_example"][name])
-          for name, va in a["per_example"].items()}
+          for name, va in a["per_example"].items() if name in b["per_example"]}
 
 
 def mean_and_sem(values: Sequence[float]) -> dict[str, float]:
@@ -530,6 +531,11 @@ def mean_and_sem(values: Sequence[float]) -> dict[str, float]:
   d = np.asarray(values, np.float64)
   sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
   return {"mean": float(d.mean()), "sem": sem}
+
+
+def format_mean_and_sem(stat: dict[str, float]) -> str:
+  """A mean_and_sem result as a table cell: "+0.123 ± 0.045"."""
+  return f"{stat['mean']:+.3f} ± {stat['sem']:.3f}"
 
 
 def paired_difference(a: dict, b: dict) -> dict[str, dict[str, float]]:

@@ -75,7 +75,7 @@ def summary(run: dict, keep: np.ndarray) -> dict:
 
 
 def _cell(stat: dict[str, float] | None) -> str:
-  return "" if stat is None else f"{stat['mean']:+.3f} ± {stat['sem']:.3f}"
+  return "" if stat is None else learning.format_mean_and_sem(stat)
 
 
 def _row(name: str, row: dict) -> str:
@@ -110,10 +110,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   out = {"pairs": args.pairs,
          "new": {"path": args.new, "variant": args.variant, **summary(new, keep)},
          "base": {"path": args.base, "variant": base_variant, **summary(base, keep)},
-         "new_minus_base": {
-             m: learning.mean_and_sem(np.asarray(values)[keep]
-                                      - np.asarray(base["per_example"][m])[keep])
-             for m, values in new["per_example"].items() if m in base["per_example"]}}
+         "new_minus_base": {m: learning.mean_and_sem(d[keep])
+                            for m, d in learning.per_pair_difference(new, base).items()}}
   print("| run | PSNR garment | SSIM | SSIM garment | detail corr. | pattern corr. (pairs > "
         f"{PLACED}) | own − other: pattern | own − other: PSNR | reliance "
         f"{' / '.join(RELIANCE_TIMES)} (dB) |\n|---|" + "---|" * 8)

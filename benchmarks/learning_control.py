@@ -24,10 +24,7 @@ from benchmarks import learning
 
 METRICS = ("psnr_garment", "ssim_garment", "hist_l1_garment", "detail_corr_garment",
            "pattern_corr_garment")
-
-
-def _cell(stat: dict[str, float]) -> str:
-  return f"{stat['mean']:+.3f} ± {stat['sem']:.3f}"
+_cell = learning.format_mean_and_sem
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -51,6 +51,11 @@ def example_id(index: int) -> str:
   return f"{index:06d}"
 
 
+def example_index(pair_id: str) -> int:
+  """The index of the example a converted pair id ("<example_id>_00__<example_id>_01") names."""
+  return int(pair_id.split("_", 1)[0])
+
+
 def example_paths(root: str, split: str, index: int) -> dict[str, str]:
   """The six files of example `index`, keyed by SUBDIRS entry."""
   i = example_id(index)
