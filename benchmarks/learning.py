@@ -597,12 +597,19 @@ def trend_with_pose_shift(values: dict[str, Sequence[float]],
 
 
 def read_curve(workdir: str) -> list[tuple[int, float]]:
+  """(step, loss) rows of WORKDIR/metrics.jsonl in step order. A run stopped between checkpoints
+  and resumed logs its steps again from the checkpoint on: those rows replace the earlier ones."""
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
   with open(path, encoding="utf-8") as f:
     rows = [json.loads(line) for line in f if line.strip()]
-  return [(int(r["step"]), float(r["loss"])) for r in rows]
+  curve: list[tuple[int, float]] = []
+  for r in rows:
+    while curve and curve[-1][0] >= int(r["step"]):
+      curve.pop()
+    curve.append((int(r["step"]), float(r["loss"])))
+  return curve
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -696,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
           "mean_colour": garment_metrics(mean_colour_targets(batch["person"], masks),
                                          batch["person"], masks, twin)}
     start = time.perf_counter()
-    spec, _, state = loop.restore_latest_state(config, workdir)
+    spec, _, state = loop.restore_state(config, workdir)
     outputs[variant] = sample_variant(config, spec, state, batch, args.sample_steps, args.seed)
     sample_seconds = round(time.perf_counter() - start, 1)  # restore + compile + sampling
     # The same sampling noise with another pair's garment: a pattern that cannot be the target's,

@@ -4,8 +4,9 @@
 
 Everything after ``--`` is benchmarks.learning's own flags for the run (its workdir, data options,
 --steps, --set ...), so the same held-out pairs and the same network are read back. The probe
-noises each pair's target to diffusion time --t, runs the EMA network once and records the softmax
-weights of every person-UNet cross-attention layer.
+noises each pair's target to diffusion time --t, runs the EMA network of the newest checkpoint (or
+of --checkpoint_step; the workdir is only read, so a run may still be training there) once and
+records the softmax weights of every person-UNet cross-attention layer.
 
 The place a person token *should* read: person and garment keypoints are the same body points, so
 a least-squares affine map from the person's keypoints to I_c's takes a person-image place to
@@ -58,6 +59,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
                       "their own (fraction of the image side), where following the garment and "
                       "staying in place can be told apart")
   p.add_argument("--seed", type=int, default=0, help="noise of x_t")
+  p.add_argument("--checkpoint_step", type=int, default=None,
+                 help="probe this saved step of the run (default: its newest checkpoint)")
   probe = p.parse_args(argv[:split])
   return probe, learning.parse_args(argv[split + 1:])
 
@@ -159,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   # The run first: a workdir without one fails here, not after prepare_data has made a data set.
   # (The probe trains nothing, so the config needs no training records.)
   config = learning.make_config("parallel", args, train_glob="")
-  spec, step, state = loop.restore_latest_state(config, f"{args.workdir}/parallel")
+  spec, step, state = loop.restore_state(config, f"{args.workdir}/parallel",
+                                        probe.checkpoint_step)
   data = learning.prepare_data(args)
   batch, masks = learning.eval_batch(config, data, args.eval_split, args.num_test)
   inputs = learning.model_inputs(batch)

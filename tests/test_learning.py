@@ -169,6 +169,11 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert all(np.isfinite(v) for v in looked["affine_fit_rms_tokens"].values())
   with pytest.raises(ValueError, match="no garment token moves by --min_shift=2.0"):
     learning_attention.main(["--min_shift", "2", "--"] + argv)  # nothing moves by 2 image sides
+  # A named checkpoint step is the one read back; a step the run did not save is refused.
+  at_step = learning_attention.main(["--checkpoint_step", "2", "--"] + argv)
+  assert at_step["step"] == 2 and at_step["layers"] == looked["layers"]
+  with pytest.raises(FileNotFoundError, match=r"no checkpoint at step 7 .* holds steps \[2\]"):
+    learning_attention.main(["--checkpoint_step", "7", "--"] + argv)
 
   # One cross-attention layer trained by regression on the same data (learning_copy_pairs): the
   # same held-out pairs and references, a curve per position code, the code's projections extra.
@@ -234,6 +239,16 @@ def _record_ids(records_dir: str) -> list[str]:
   from tryon_jax.data import schema, tfrecord  # pylint: disable=g-import-not-at-top
   return [schema.deserialize(raw).id for path in sorted(glob.glob(records_dir + "/*.tfrecord"))
           for _, raw in tfrecord.read_tfrecord(path)]
+
+
+def test_loss_curve_of_a_resumed_run_keeps_the_rows_logged_after_the_resume(tmp_path):
+  # Logged to step 5, stopped, resumed from the checkpoint at step 2: steps 3-6 are logged again.
+  rows = [(s, 1.0) for s in range(1, 6)] + [(s, 2.0) for s in range(3, 7)]
+  (tmp_path / "metrics.jsonl").write_text(
+      "".join(json.dumps({"step": s, "loss": v, "lr": 0.1}) + "\n" for s, v in rows))
+  assert learning.read_curve(str(tmp_path)) == [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0), (5, 2.0),
+                                                 (6, 2.0)]
+  assert learning.read_curve(str(tmp_path / "absent")) == []
 
 
 def test_garment_metrics_score_a_perfect_output_best():

@@ -106,6 +106,30 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
   ckpt.close()
 
 
+def test_read_only_checkpointer_restores_any_step_and_changes_nothing_on_disk(tmp_path):
+  directory = tmp_path / "checkpoints"
+  ckpt = checkpoint_lib.Checkpointer(str(directory), max_to_keep=3)
+  _save_steps(ckpt, [1, 2, 3], _toy_iter())
+  ckpt.close()
+  for root, _, files in os.walk(directory / "3" / "state"):
+    for name in files:
+      if name != "_METADATA":
+        os.remove(os.path.join(root, name))
+  # A save in progress by a job still training here: a reader must not clean it up.
+  (directory / "4.orbax-checkpoint-tmp-123").mkdir()
+  before = sorted(os.listdir(directory))
+  reader = checkpoint_lib.Checkpointer(str(directory), max_to_keep=None, async_save=False,
+                                       read_only=True)
+  step, state, _ = reader.restore_latest(_abstract(_toy_state(0.0)))
+  assert step == 2  # the broken newest is skipped ...
+  np.testing.assert_array_equal(np.asarray(reader.restore(1, _abstract(_toy_state(0.0)))
+                                           ["state"]["w"]), np.full((4, 3), 1.0))
+  reader.close()
+  assert sorted(os.listdir(directory)) == before  # ... and left where it is, as is the temporary
+  assert not (tmp_path / "checkpoints_corrupt").exists()
+  np.testing.assert_array_equal(np.asarray(state["w"]), np.full((4, 3), 2.0))
+
+
 def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
   directory = tmp_path / "checkpoints"
   ckpt = checkpoint_lib.Checkpointer(str(directory), max_to_keep=3)

@@ -49,7 +49,7 @@ def main(out_path: str, names: list[str]) -> None:
       batch, masks = learning.eval_batch(config, data, "test", args.num_test)
     schedule = schedules.make_schedule(config.diffusion)
     levels = [round(t_at_logsnr(schedule, level), 4) for level in LOGSNR]
-    spec, _, state = loop.restore_latest_state(config, f"{workdir}/{variant}")
+    spec, _, state = loop.restore_state(config, f"{workdir}/{variant}")
     out[name] = learning.garment_reliance(config, spec, state, batch, masks, args.seed, levels)
     print(json.dumps({name: out[name]}), flush=True)
   with open(out_path, "w", encoding="utf-8") as f:

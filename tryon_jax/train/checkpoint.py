@@ -5,7 +5,10 @@ a temporary directory and renames it only when complete, so an interrupted save 
 checkpoint (leftover temporaries are cleaned up on the next start). A finalized checkpoint that
 still fails to restore (truncated or deleted files) is moved to ``WORKDIR/checkpoints_corrupt/``
 with a warning, and the previous one is restored instead; it is moved, not deleted, so that
-nothing is lost and a later save cannot collide with its step number.
+nothing is lost and a later save cannot collide with its step number. A reader opened with
+``read_only=True`` (evaluation, probes, sampling beside a running job) changes nothing on disk: it
+neither cleans up temporaries, which may be the trainer's save in progress, nor moves a checkpoint
+it cannot read.
 """
 
 from __future__ import annotations
@@ -31,13 +34,15 @@ class NoRestorableCheckpointError(RuntimeError):
 class Checkpointer:
   """A CheckpointManager of items ``state`` (nnx.State), ``data_iter`` (Grain), ``config``."""
 
-  def __init__(self, directory: str, *, max_to_keep: int, async_save: bool = True):
+  def __init__(self, directory: str, *, max_to_keep: int | None, async_save: bool = True,
+               read_only: bool = False):
     self.directory = os.path.abspath(directory)
+    self.read_only = read_only
     self.quarantine_dir = os.path.join(os.path.dirname(self.directory),
                                        os.path.basename(self.directory) + "_corrupt")
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
-        cleanup_tmp_directories=True)
+        cleanup_tmp_directories=not read_only, read_only=read_only, create=not read_only)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
   def all_steps(self) -> list[int]:
@@ -80,8 +85,8 @@ class Checkpointer:
     """Restores the newest readable checkpoint: (step, state, data_iter), or None if there is none.
 
     A checkpoint that fails to restore is moved aside with a warning and the previous one is
-    tried. Raises NoRestorableCheckpointError when checkpoints exist but none restores, rather
-    than silently training from scratch over them.
+    tried (read-only: skipped, left where it is). Raises NoRestorableCheckpointError when
+    checkpoints exist but none restores, rather than silently training from scratch over them.
     """
     steps = self.all_steps()
     failures = []
@@ -96,15 +101,17 @@ class Checkpointer:
         return step, restored["state"], restored.get("data_iter") if data_iter is not None else None
       reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}" if error else (
           "restore failed on another host")
-      logging.warning("Checkpoint %s/%d cannot be restored (%s); moving it to %s and falling "
-                      "back to the previous checkpoint.", self.directory, step, reason,
-                      self.quarantine_dir)
+      moved = "left in place (read-only)" if self.read_only else f"moved to {self.quarantine_dir}"
+      logging.warning("Checkpoint %s/%d cannot be restored (%s); %s, falling back to the previous "
+                      "checkpoint.", self.directory, step, reason, moved)
       failures.append(step)
-      self._quarantine(step)
+      if not self.read_only:
+        self._quarantine(step)
     if failures:
+      moved = "were left in place" if self.read_only else f"were moved to {self.quarantine_dir}"
       raise NoRestorableCheckpointError(
-          f"none of the checkpoints {failures} in {self.directory} can be restored; they were "
-          f"moved to {self.quarantine_dir}. Restore one by hand or start a fresh --workdir.")
+          f"none of the checkpoints {failures} in {self.directory} can be restored; they "
+          f"{moved}. Restore one by hand or start a fresh --workdir.")
     return None
 
   def _quarantine(self, step: int) -> None:

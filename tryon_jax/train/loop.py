@@ -399,15 +399,27 @@ def _check_and_log(pending: tuple[int, dict], ckpt: checkpoint_lib.Checkpointer,
 # ------------------------------------------------------------------------------------------ sample
 
 
-def restore_latest_state(config: ml_collections.ConfigDict, workdir: str
-                         ) -> tuple[state_lib.StateSpec, int, Any]:
-  """(spec, step, train state) of the newest readable checkpoint in WORKDIR/checkpoints, on the
-  config's mesh. Raises FileNotFoundError when there is none."""
+def restore_state(config: ml_collections.ConfigDict, workdir: str, step: int | None = None
+                  ) -> tuple[state_lib.StateSpec, int, Any]:
+  """(spec, step, train state) of checkpoint ``step`` in WORKDIR/checkpoints, or of the newest
+  readable one when ``step`` is None, on the config's mesh. The checkpoints are opened read-only,
+  so this is safe beside a job still training in WORKDIR. Raises FileNotFoundError when there is
+  no such checkpoint."""
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   spec = state_lib.state_spec(config, mesh)
-  ckpt = checkpoint_lib.Checkpointer(checkpoint_dir(workdir), max_to_keep=None, async_save=False)
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"no checkpoint in {os.path.abspath(directory)}")
+  ckpt = checkpoint_lib.Checkpointer(directory, max_to_keep=None, async_save=False,
+                                     read_only=True)
   try:
-    restored = ckpt.restore_latest(spec.abstract)
+    if step is None:
+      restored = ckpt.restore_latest(spec.abstract)
+    elif step in ckpt.all_steps():
+      restored = step, ckpt.restore(step, spec.abstract)["state"], None
+    else:
+      raise FileNotFoundError(f"no checkpoint at step {step} in {ckpt.directory}; it holds steps "
+                              f"{ckpt.all_steps()}")
   finally:
     ckpt.close()
   if restored is None:
@@ -423,7 +435,7 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, data
   if not data_path:
     raise ValueError("--mode=sample needs records: pass --sample_data=GLOB or "
                      "--config.data.path=GLOB")
-  spec, step, state = restore_latest_state(config, workdir)
+  spec, step, state = restore_state(config, workdir)
   logging.info("Sampling with the EMA parameters of checkpoint step %d.", step)
   from tryon_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   per_grid = int(config.train.sample_num)
