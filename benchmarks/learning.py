@@ -64,6 +64,8 @@ in I_c and in the target); the held-out pairs keep their patterns. The copier st
 (benchmarks.learning_copy_pairs ``--content_fraction``) found the place-reading on the study's
 images only with such records among them. Scoring a set with noise garments (``--eval_split
 train``), ``eval_noise_garment`` says which scored pairs wear one.
+A run trained past ``--steps`` is scored at its checkpoint at ``--steps`` (train_seconds null), so
+an earlier step of a run, even one still training, can be sampled in its own workdir.
 ``eval_pose_shift`` is how far each scored pair's garment has to move (upper-body keypoints, I_c's
 pose to the target's), and the ``*_vs_pose_shift`` entries say whether a score, or parallel -
 concat, changes with it: the paper puts cross-attention's advantage in the pairs that need warping.
@@ -294,12 +296,15 @@ def plant_place_attention(scale: float):
   return init_fn
 
 
-def train_variant(config, workdir: str, init_fn=None) -> float:
+def train_variant(config, workdir: str, init_fn=None) -> float | None:
   """Trains one variant to config.train.num_steps (resuming a partial run); returns the wall
   seconds the training took. They are kept in WORKDIR/train_seconds.json, and a complete run is not
   trained again, so variants trained by separate processes (one per core: ``--variants parallel``
-  and ``--variants concat``) are reported by a later run over both. ``init_fn`` goes to
-  loop.train, which calls it only when the run starts from scratch (plant_place_attention)."""
+  and ``--variants concat``) are reported by a later run over both. A run already past
+  num_steps (trained on, or still training) is not touched: its checkpoint at num_steps is the one
+  evaluated, and the seconds are None (only the last finished step's time is kept). ``init_fn``
+  goes to loop.train, which calls it only when the run starts from scratch
+  (plant_place_attention)."""
   from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
   timing = os.path.join(workdir, "train_seconds.json")
   done = {"train_seconds": 0.0, "step": 0}
@@ -308,6 +313,13 @@ def train_variant(config, workdir: str, init_fn=None) -> float:
       done = json.load(f)
   if done["step"] == config.train.num_steps:
     return float(done["train_seconds"])
+  saved = loop.saved_steps(workdir)
+  if saved and saved[-1] > config.train.num_steps:
+    if config.train.num_steps not in saved:
+      raise FileNotFoundError(
+          f"{workdir}: the run is past step {config.train.num_steps} and kept no checkpoint there "
+          f"(it holds steps {saved}): pass --steps one of them")
+    return None
   start = time.perf_counter()
   result = loop.train(config, workdir, init_fn=init_fn)
   if result.step != config.train.num_steps:
@@ -703,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
           "mean_colour": garment_metrics(mean_colour_targets(batch["person"], masks),
                                          batch["person"], masks, twin)}
     start = time.perf_counter()
-    spec, _, state = loop.restore_state(config, workdir)
+    spec, _, state = loop.restore_state(config, workdir, config.train.num_steps)
     outputs[variant] = sample_variant(config, spec, state, batch, args.sample_steps, args.seed)
     sample_seconds = round(time.perf_counter() - start, 1)  # restore + compile + sampling
     # The same sampling noise with another pair's garment: a pattern that cannot be the target's,
@@ -717,11 +729,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     image_scores = scorer.results()  # {} when skipped
     if scorer.skipped:
       results["inception_skipped"] = scorer.skipped
-    curve = read_curve(workdir)
+    curve = [(s, v) for s, v in read_curve(workdir) if s <= config.train.num_steps]
     results["variants"][variant] = {
         "params": models.count_params(config.model)["params"],
-        "train_steps": args.steps, "train_seconds": round(train_seconds, 1),
-        "seconds_per_step": round(train_seconds / args.steps, 3),
+        "train_steps": args.steps,
+        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+        "seconds_per_step": None if train_seconds is None else round(train_seconds / args.steps, 3),
         "sample_seconds": sample_seconds,
         "final_loss": curve[-1][1] if curve else None,
         "loss_curve": curve,

@@ -251,6 +251,26 @@ def test_loss_curve_of_a_resumed_run_keeps_the_rows_logged_after_the_resume(tmp_
   assert learning.read_curve(str(tmp_path / "absent")) == []
 
 
+def test_a_run_past_the_asked_step_is_scored_at_its_checkpoint_there_not_trained(tmp_path,
+                                                                                monkeypatch):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "parallel"
+  ckpt = checkpoint_lib.Checkpointer(str(workdir / "checkpoints"), max_to_keep=None)
+  for step in (2, 4):
+    ckpt.save(step, {"w": jnp.full((2,), float(step))})
+  ckpt.close()
+  monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("trained a run already past"))
+  args = learning.parse_args(["--workdir", str(tmp_path)] + TINY)
+  config = learning.make_config("parallel", args, train_glob="unused")
+  assert config.train.num_steps == 2
+  assert learning.train_variant(config, str(workdir)) is None  # no time: step 2 was not its last
+  config.train.num_steps = 3
+  with pytest.raises(FileNotFoundError, match=r"past step 3 .* holds steps \[2, 4\]"):
+    learning.train_variant(config, str(workdir))
+
+
 def test_garment_metrics_score_a_perfect_output_best():
   rng = np.random.default_rng(0)
   target = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)

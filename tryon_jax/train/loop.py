@@ -399,6 +399,19 @@ def _check_and_log(pending: tuple[int, dict], ckpt: checkpoint_lib.Checkpointer,
 # ------------------------------------------------------------------------------------------ sample
 
 
+def saved_steps(workdir: str) -> list[int]:
+  """The steps of the finalized checkpoints in WORKDIR/checkpoints, oldest first (read-only)."""
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    return []
+  ckpt = checkpoint_lib.Checkpointer(directory, max_to_keep=None, async_save=False,
+                                     read_only=True)
+  try:
+    return ckpt.all_steps()
+  finally:
+    ckpt.close()
+
+
 def restore_state(config: ml_collections.ConfigDict, workdir: str, step: int | None = None
                   ) -> tuple[state_lib.StateSpec, int, Any]:
   """(spec, step, train state) of checkpoint ``step`` in WORKDIR/checkpoints, or of the newest
