@@ -77,8 +77,8 @@ def test_max_to_keep_keeps_only_the_newest(tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "4"]
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
-  directory = tmp_path / "checkpoints"
+def _save_with_broken_newest(directory) -> None:
+  """Checkpoints 1-3 in ``directory``, the newest damaged, and a half-written 4."""
   ckpt = checkpoint_lib.Checkpointer(str(directory), max_to_keep=3)
   _save_steps(ckpt, [1, 2, 3], _toy_iter())
   ckpt.close()
@@ -87,8 +87,14 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     for name in files:
       if name != "_METADATA":
         os.remove(os.path.join(root, name))
-  # ... and leave a half-written one behind, as a crash during a save does.
+  # ... and leave a half-written one behind, as a crash during a save does (or a save in progress
+  # by a job still training there).
   (directory / "4.orbax-checkpoint-tmp-123").mkdir()
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
+  directory = tmp_path / "checkpoints"
+  _save_with_broken_newest(directory)
   ckpt = checkpoint_lib.Checkpointer(str(directory), max_to_keep=3)
   with caplog.at_level("WARNING"):
     step, state, data_iter = ckpt.restore_latest(_abstract(_toy_state(0.0)), _toy_iter)
@@ -108,15 +114,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
 
 def test_read_only_checkpointer_restores_any_step_and_changes_nothing_on_disk(tmp_path):
   directory = tmp_path / "checkpoints"
-  ckpt = checkpoint_lib.Checkpointer(str(directory), max_to_keep=3)
-  _save_steps(ckpt, [1, 2, 3], _toy_iter())
-  ckpt.close()
-  for root, _, files in os.walk(directory / "3" / "state"):
-    for name in files:
-      if name != "_METADATA":
-        os.remove(os.path.join(root, name))
-  # A save in progress by a job still training here: a reader must not clean it up.
-  (directory / "4.orbax-checkpoint-tmp-123").mkdir()
+  _save_with_broken_newest(directory)
   before = sorted(os.listdir(directory))
   reader = checkpoint_lib.Checkpointer(str(directory), max_to_keep=None, async_save=False,
                                        read_only=True)
@@ -125,7 +123,8 @@ def test_read_only_checkpointer_restores_any_step_and_changes_nothing_on_disk(tm
   np.testing.assert_array_equal(np.asarray(reader.restore(1, _abstract(_toy_state(0.0)))
                                            ["state"]["w"]), np.full((4, 3), 1.0))
   reader.close()
-  assert sorted(os.listdir(directory)) == before  # ... and left where it is, as is the temporary
+  # ... and left where it is, as is the temporary, which may be a save in progress.
+  assert sorted(os.listdir(directory)) == before
   assert not (tmp_path / "checkpoints_corrupt").exists()
   np.testing.assert_array_equal(np.asarray(state["w"]), np.full((4, 3), 2.0))
 
