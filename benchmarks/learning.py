@@ -65,7 +65,9 @@ in I_c and in the target); the held-out pairs keep their patterns. The copier st
 images only with such records among them. Scoring a set with noise garments (``--eval_split
 train``), ``eval_noise_garment`` says which scored pairs wear one.
 A run trained past ``--steps`` is scored at its checkpoint at ``--steps`` (train_seconds null), so
-an earlier step of a run, even one still training, can be sampled in its own workdir.
+an earlier step of a run, even one still training, can be sampled in its own workdir. A run
+resumed after its process was stopped reports ``timed_steps`` below ``train_steps``: the stopped
+process never wrote its seconds, and ``seconds_per_step`` is over the steps timed.
 ``eval_pose_shift`` is how far each scored pair's garment has to move (upper-body keypoints, I_c's
 pose to the target's), and the ``*_vs_pose_shift`` entries say whether a score, or parallel -
 concat, changes with it: the paper puts cross-attention's advantage in the pairs that need warping.
@@ -296,9 +298,11 @@ def plant_place_attention(scale: float):
   return init_fn
 
 
-def train_variant(config, workdir: str, init_fn=None) -> float | None:
+def train_variant(config, workdir: str, init_fn=None) -> tuple[float, int] | None:
   """Trains one variant to config.train.num_steps (resuming a partial run); returns the wall
-  seconds the training took. They are kept in WORKDIR/train_seconds.json, and a complete run is not
+  seconds the training took and the number of steps they cover. A process stopped before it
+  finished leaves its seconds unrecorded, so a run resumed from its checkpoint is timed over fewer
+  steps than it has. Both are kept in WORKDIR/train_seconds.json, and a complete run is not
   trained again, so variants trained by separate processes (one per core: ``--variants parallel``
   and ``--variants concat``) are reported by a later run over both. A run already past
   num_steps (trained on, or still training) is not touched: its checkpoint at num_steps is the one
@@ -311,8 +315,9 @@ def train_variant(config, workdir: str, init_fn=None) -> float | None:
   if os.path.exists(timing):
     with open(timing, encoding="utf-8") as f:
       done = json.load(f)
+  timed_steps = int(done.get("timed_steps", done["step"]))  # files from before it cover "step"
   if done["step"] == config.train.num_steps:
-    return float(done["train_seconds"])
+    return float(done["train_seconds"]), timed_steps
   saved = loop.saved_steps(workdir)
   if saved and saved[-1] > config.train.num_steps:
     if config.train.num_steps not in saved:
@@ -320,14 +325,16 @@ def train_variant(config, workdir: str, init_fn=None) -> float | None:
           f"{workdir}: the run is past step {config.train.num_steps} and kept no checkpoint there "
           f"(it holds steps {saved}): pass --steps one of them")
     return None
+  resumed_from = saved[-1] if saved else 0  # loop.train resumes from the newest checkpoint
   start = time.perf_counter()
   result = loop.train(config, workdir, init_fn=init_fn)
   if result.step != config.train.num_steps:
     raise RuntimeError(f"{workdir}: training stopped at step {result.step}")
   seconds = float(done["train_seconds"]) + time.perf_counter() - start
+  timed_steps += result.step - resumed_from
   with open(timing, "w", encoding="utf-8") as f:
-    json.dump({"train_seconds": seconds, "step": result.step}, f)
-  return seconds
+    json.dump({"train_seconds": seconds, "step": result.step, "timed_steps": timed_steps}, f)
+  return seconds, timed_steps
 
 
 def eval_batch(config, data: dict[str, tuple[str, str]], split: str,
@@ -695,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     workdir = os.path.join(args.workdir, variant)
     plant = (plant_place_attention(args.plant_place_attention)
              if args.plant_place_attention and variant == "parallel" else None)
-    train_seconds = train_variant(config, workdir, init_fn=plant)
+    train_seconds, timed_steps = train_variant(config, workdir, init_fn=plant) or (None, None)
     if batch is None:
       batch, masks = eval_batch(config, data, args.eval_split, args.num_test)
       twin = flat_twin_targets(config, data, args.eval_split, batch, masks)
@@ -734,7 +741,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "params": models.count_params(config.model)["params"],
         "train_steps": args.steps,
         "train_seconds": None if train_seconds is None else round(train_seconds, 1),
-        "seconds_per_step": None if train_seconds is None else round(train_seconds / args.steps, 3),
+        "timed_steps": timed_steps,  # fewer than train_steps where a stopped process was resumed
+        "seconds_per_step": round(train_seconds / timed_steps, 3) if timed_steps else None,
         "sample_seconds": sample_seconds,
         "final_loss": curve[-1][1] if curve else None,
         "loss_curve": curve,

@@ -146,8 +146,9 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
 
   # A finished run is reported, not trained again (variants may be trained by separate processes).
   config = learning.make_config("parallel", args, train_glob="unused")
-  seconds = learning.train_variant(config, str(tmp_path / "work" / "parallel"))
+  seconds, timed_steps = learning.train_variant(config, str(tmp_path / "work" / "parallel"))
   assert abs(seconds - results["variants"]["parallel"]["train_seconds"]) <= 0.05  # JSON rounds
+  assert timed_steps == results["variants"]["parallel"]["timed_steps"] == 2
 
   # The cross-attention probe reads the same run back: one entry per person cross-attention
   # layer (attention at 16 px here: one encoder and one decoder block), scores in range.
@@ -269,6 +270,23 @@ def test_a_run_past_the_asked_step_is_scored_at_its_checkpoint_there_not_trained
   config.train.num_steps = 3
   with pytest.raises(FileNotFoundError, match=r"past step 3 .* holds steps \[2, 4\]"):
     learning.train_variant(config, str(workdir))
+
+
+def test_a_resumed_run_is_timed_over_the_steps_its_process_trained(tmp_path, monkeypatch):
+  # A process stopped at step 2 wrote no time; the resumed one trains steps 3-4 in 8 s.
+  import types  # pylint: disable=g-import-not-at-top
+  from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(loop, "saved_steps", lambda workdir: [2])
+  clock = iter([100.0, 108.0])
+  monkeypatch.setattr(learning.time, "perf_counter", lambda: next(clock))
+  monkeypatch.setattr(loop, "train", lambda *a, **k: types.SimpleNamespace(step=4))
+  args = learning.parse_args(["--workdir", str(tmp_path)] + TINY + ["--steps", "4"])
+  config = learning.make_config("parallel", args, train_glob="unused")
+  assert config.train.num_steps == 4
+  assert learning.train_variant(config, str(tmp_path)) == (8.0, 2)
+  # Kept: the finished run is reported again without training.
+  monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("trained a finished run"))
+  assert learning.train_variant(config, str(tmp_path)) == (8.0, 2)
 
 
 def test_garment_metrics_score_a_perfect_output_best():
