@@ -325,13 +325,12 @@ def train_variant(config, workdir: str, init_fn=None) -> tuple[float, int] | Non
           f"{workdir}: the run is past step {config.train.num_steps} and kept no checkpoint there "
           f"(it holds steps {saved}): pass --steps one of them")
     return None
-  resumed_from = saved[-1] if saved else 0  # loop.train resumes from the newest checkpoint
   start = time.perf_counter()
   result = loop.train(config, workdir, init_fn=init_fn)
   if result.step != config.train.num_steps:
     raise RuntimeError(f"{workdir}: training stopped at step {result.step}")
   seconds = float(done["train_seconds"]) + time.perf_counter() - start
-  timed_steps += result.step - resumed_from
+  timed_steps += result.step - result.start_step
   with open(timing, "w", encoding="utf-8") as f:
     json.dump({"train_seconds": seconds, "step": result.step, "timed_steps": timed_steps}, f)
   return seconds, timed_steps

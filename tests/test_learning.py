@@ -276,10 +276,9 @@ def test_a_resumed_run_is_timed_over_the_steps_its_process_trained(tmp_path, mon
   # A process stopped at step 2 wrote no time; the resumed one trains steps 3-4 in 8 s.
   import types  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import loop  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(loop, "saved_steps", lambda workdir: [2])
-  clock = iter([100.0, 108.0])
-  monkeypatch.setattr(learning.time, "perf_counter", lambda: next(clock))
-  monkeypatch.setattr(loop, "train", lambda *a, **k: types.SimpleNamespace(step=4))
+  clock = iter([100.0, 108.0])  # learning's own clock: the time module stays as it is
+  monkeypatch.setattr(learning, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+  monkeypatch.setattr(loop, "train", lambda *a, **k: types.SimpleNamespace(step=4, start_step=2))
   args = learning.parse_args(["--workdir", str(tmp_path)] + TINY + ["--steps", "4"])
   config = learning.make_config("parallel", args, train_glob="unused")
   assert config.train.num_steps == 4

@@ -185,6 +185,7 @@ def test_sigterm_saves_then_the_same_call_resumes(loop_scenarios):
   assert term["step"] in term["steps"]  # saved at the step it stopped
   assert term["resumed_log"], "restart did not say it resumed"
   assert term["final_step"] == 40 and not term["final_preempted"]
+  assert term["start_steps"] == [0, term["step"]]  # from scratch, then from the saved step
 
 
 def test_ema_parameters_move_towards_the_trained_ones(loop_scenarios):
@@ -253,7 +254,8 @@ def _scenarios(out_dir: str) -> None:
   result["sigterm"] = {
       "preempted": first.preempted, "step": first.step, "steps": steps,
       "resumed_log": [m for m in messages if m.startswith("Resuming from checkpoint")],
-      "final_step": final.step, "final_preempted": final.preempted}
+      "final_step": final.step, "final_preempted": final.preempted,
+      "start_steps": [first.start_step, final.start_step]}
 
   # EMA after 40 steps vs. the initial and the trained parameters.
   spec = state_lib.state_spec(config, sharding.make_mesh(config.mesh.shape))

@@ -44,6 +44,7 @@ class NonFiniteLossError(RuntimeError):
 @dataclasses.dataclass
 class TrainResult:
   step: int  # the step reached (== num_steps unless preempted)
+  start_step: int  # the checkpoint step it resumed from (0 from scratch): it trained the rest
   preempted: bool
   last_metrics: dict[str, float]
 
@@ -363,7 +364,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       close()
   if not preempted:
     logging.info("Training finished at step %d; checkpoints in %s.", step, ckpt.directory)
-  return TrainResult(step=step, preempted=preempted, last_metrics=last_metrics)
+  return TrainResult(step=step, start_step=start_step, preempted=preempted,
+                     last_metrics=last_metrics)
 
 
 def sync_hosts(name: str, timeout_s: float) -> None:
