@@ -146,12 +146,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   return args
 
 
-def layer_shape(config, level: int) -> dict[str, int]:
-  """The cross-attention of model level ``level``: grid side, channels, head size."""
+def layer_shape(config, level: int) -> dict[str, int | str]:
+  """The cross-attention of model level ``level``: grid side, channels, head size, context norm."""
   m = config.model
   if not 0 <= level < len(m.channels):
     raise SystemExit(f"--level={level}: the model has levels 0..{len(m.channels) - 1}")
-  return {"side": m.resolution >> level, "channels": m.channels[level], "head_dim": m.head_dim}
+  return {"side": m.resolution >> level, "channels": m.channels[level], "head_dim": m.head_dim,
+          "context_norm": m.get("cross_attention_context_norm", "group")}
 
 
 def garment_side(side: int, garment_fraction: float) -> int:
@@ -281,7 +282,8 @@ def make_token_copier(shape: dict[str, int], position: str, seed: int, token_cha
       self.embed_person = layers.conv(token_channels, channels, 1, **kw)
       self.embed_garment = layers.conv(token_channels, channels, 1, **kw)
       self.attn = layers.CrossAttention(channels, channels, shape["head_dim"], position=position,
-                                        grid_side=shape["side"], **kw)
+                                        grid_side=shape["side"],
+                                        context_norm=shape.get("context_norm", "group"), **kw)
       self.out = layers.conv(channels, token_channels, 1, **kw)
 
     def __call__(self, x, context):
@@ -360,7 +362,8 @@ def train_copy(config, shape: dict[str, int], task: str, position: str, target_n
     with nnx.use_eager_sharding(False):
       model = attn = layers.CrossAttention(channels, channels, shape["head_dim"],
                                            rngs=nnx.Rngs(seed), dtype=jnp.float32,
-                                           position=position, grid_side=side)
+                                           position=position, grid_side=side,
+                                           context_norm=shape.get("context_norm", "group"))
   scale_position_code(attn, position_init_scale)
   graphdef, params = nnx.split(model, nnx.Param)
   tx = optim.make_optimizer(config.train)

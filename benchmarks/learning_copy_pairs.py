@@ -95,7 +95,8 @@ import numpy as np
 import scipy.ndimage
 
 from benchmarks import learning
-from benchmarks.learning_copy import POSITIONS, call_recording_weights, make_token_copier
+from benchmarks.learning_copy import (POSITIONS, call_recording_weights, layer_shape,
+                                      make_token_copier)
 
 SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "pattern_corr_garment",
           "own_place_weight", "near_place_weight")
@@ -373,9 +374,7 @@ def place_weights(weights: np.ndarray, masks: np.ndarray) -> dict[str, float]:
 
 def make_copier(config, position: str, seed: int):
   """The one-layer network of the module docstring, at config.model's level 0."""
-  m = config.model
-  shape = {"side": m.resolution, "channels": m.channels[0], "head_dim": m.head_dim}
-  return make_token_copier(shape, position, seed, token_channels=3)
+  return make_token_copier(layer_shape(config, 0), position, seed, token_channels=3)
 
 
 def key_content_mask(params):

@@ -34,6 +34,9 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   # Paper silent (none described): "fourier" adds learned projections of each token's grid
   # position to cross-attention queries and keys, so a person token can find a garment place.
   m.cross_attention_position = "none"
+  # Paper silent: the garment context's norm in cross-attention. "group" (the blocks' GroupNorm);
+  # "token" (a LayerNorm per garment token, as transformers norm their context) is an option.
+  m.cross_attention_context_norm = "group"
   m.remat = False  # rematerialize each block in the backward pass (saves activation memory).
   # With remat: which values a block keeps (jax.checkpoint_policies name); layers.remat_policy.
   m.remat_policy = "nothing_saveable"

@@ -26,6 +26,7 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   m.dtype = "float32"
   m.attention_impl = "auto"  # as base128: cuDNN flash attention on GPU in bf16, XLA elsewhere.
   m.cross_attention_position = "none"  # as base128: the paper describes no position code.
+  m.cross_attention_context_norm = "group"  # as base128
   m.remat = False
   m.remat_policy = "nothing_saveable"  # as base128
   return m

@@ -239,6 +239,34 @@ def test_grid_fourier_features_tell_every_token_apart_and_refuse_another_grid():
     layers.CrossAttention(16, 16, 8, rngs=nnx.Rngs(0), dtype=jnp.float32, position="learned")
 
 
+@pytest.mark.parametrize("context_norm", tuple(layers.CROSS_ATTENTION_CONTEXT_NORMS))
+def test_token_context_norm_keeps_each_garment_token_to_itself(context_norm):
+  # A bright patch elsewhere on the garment grid rescales every token's normalised features under
+  # the grid-wide GroupNorm; under the per-token norm the other tokens stay as they were.
+  with nnx.use_eager_sharding(False):
+    attn = layers.CrossAttention(16, 16, 8, rngs=nnx.Rngs(0), dtype=jnp.float32,
+                                 context_norm=context_norm)
+  context = jax.random.normal(jax.random.key(1), (2, 8, 8, 16))
+  patched = context.at[:, :2, :2].multiply(10.0)
+  change = jnp.abs(attn.context_norm(patched) - attn.context_norm(context))[:, 2:, 2:]
+  normed = attn.context_norm(context).reshape(-1, 16)
+  if context_norm == "token":
+    assert float(change.max()) < 1e-5, float(change.max())
+    np.testing.assert_allclose(np.asarray(normed.mean(-1)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(normed.std(-1)), 1.0, atol=1e-3)
+  else:
+    assert float(change.max()) > 1e-1, float(change.max())
+  with pytest.raises(ValueError, match="model.cross_attention_context_norm='batch'"):
+    layers.CrossAttention(16, 16, 8, rngs=nnx.Rngs(0), dtype=jnp.float32, context_norm="batch")
+
+
+def test_parallel_unet_builds_the_configured_context_norm():
+  cfg = tiny_parallel(cross_attention_context_norm="token")
+  norms = {type(m.context_norm) for _, m in nnx.iter_modules(build(cfg))
+           if isinstance(m, layers.CrossAttention)}
+  assert norms == {layers.TokenNorm}, norms
+
+
 def test_parallel_unet_sizes_each_position_code_to_its_level():
   # Two attention levels (16 and 8 tokens at resolution 32): each cross-attention's position
   # projections take the Fourier features of its own grid, and the model runs.

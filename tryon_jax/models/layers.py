@@ -95,6 +95,19 @@ class GroupNorm(nnx.Module):
     return self.norm(x.astype(jnp.float32)).astype(x.dtype)
 
 
+class TokenNorm(nnx.Module):
+  """LayerNorm over each token's channels (statistics per token, not per grid), in float32."""
+
+  def __init__(self, channels: int, *, rngs: nnx.Rngs):
+    self.norm = nnx.LayerNorm(
+        channels, epsilon=1e-5, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs,
+        scale_init=_wp(_ones, ("norm",)), bias_init=_wp(_zeros, ("norm",)))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x: [B, ..., C] -> same shape and dtype."""
+    return self.norm(x.astype(jnp.float32)).astype(x.dtype)
+
+
 class FiLM(nnx.Module):
   """Feature-wise linear modulation with a full per-channel scale and shift.
 
@@ -256,6 +269,9 @@ class SelfAttention(nnx.Module):
 
 
 CROSS_ATTENTION_POSITIONS = ("none", "fourier")
+# How the cross-attention normalises its garment context: "group", the blocks' GroupNorm (one set
+# of statistics per example over the whole grid), or "token", a LayerNorm per garment token.
+CROSS_ATTENTION_CONTEXT_NORMS = {"group": GroupNorm, "token": TokenNorm}
 
 
 def grid_fourier_features(height: int, width: int) -> jax.Array:
@@ -292,21 +308,26 @@ class CrossAttention(nnx.Module):
   each token's grid position are added to its query and key (not its value), so a person token
   can ask for a garment place as well as for garment content. ``grid_side`` is the token grid's
   side, needed then to size those projections. With "none" the layer is blind to where a garment
-  token sits: permuting the garment grid changes nothing in its output.
+  token sits: permuting the garment grid changes nothing in its output. ``context_norm`` names the
+  garment context's norm (CROSS_ATTENTION_CONTEXT_NORMS): with "group" a garment token's
+  normalised features depend on the whole garment grid's statistics, with "token" on its own only.
   """
 
   def __init__(self, channels: int, context_channels: int, head_dim: int, *, rngs: nnx.Rngs,
                dtype, attention_impl: str = "xla", position: str = "none",
-               grid_side: int | None = None):
+               grid_side: int | None = None, context_norm: str = "group"):
     if channels % head_dim:
       raise ValueError(f"model.head_dim={head_dim} does not divide {channels} channels")
     if position not in CROSS_ATTENTION_POSITIONS:
       raise ValueError(f"model.cross_attention_position={position!r}: expected one of "
                        f"{CROSS_ATTENTION_POSITIONS}")
+    if context_norm not in CROSS_ATTENTION_CONTEXT_NORMS:
+      raise ValueError(f"model.cross_attention_context_norm={context_norm!r}: expected one of "
+                       f"{tuple(CROSS_ATTENTION_CONTEXT_NORMS)}")
     self.num_heads = channels // head_dim
     self.implementation = attention_implementation(attention_impl, dtype)
     self.norm = GroupNorm(channels, rngs=rngs)
-    self.context_norm = GroupNorm(context_channels, rngs=rngs)
+    self.context_norm = CROSS_ATTENTION_CONTEXT_NORMS[context_norm](context_channels, rngs=rngs)
     self.q = linear(channels, channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
     self.kv = linear(context_channels, 2 * channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
     self.out = linear(channels, channels, ("heads", "embed"), rngs=rngs, dtype=dtype,

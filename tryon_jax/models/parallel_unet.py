@@ -44,7 +44,9 @@ class Block(nnx.Module):
                       if self_attention else None)
     self.cross_attn = (layers.CrossAttention(out_ch, out_ch, cfg.head_dim, rngs=rngs, dtype=dtype,
                                              attention_impl=impl, grid_side=grid_side,
-                                             position=cfg.get("cross_attention_position", "none"))
+                                             position=cfg.get("cross_attention_position", "none"),
+                                             context_norm=cfg.get("cross_attention_context_norm",
+                                                                  "group"))
                        if cross_attention else None)
 
   def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None):
