@@ -267,7 +267,7 @@ def read_bound(normed_context, batch: CopyBatch) -> float:
   return 1.0 - float(np.mean(learning.pattern_residual(t, z) ** 2) / np.mean(pattern ** 2))
 
 
-def make_token_copier(shape: dict[str, int], position: str, seed: int, token_channels: int):
+def make_token_copier(shape: dict[str, int | str], position: str, seed: int, token_channels: int):
   """``pred = x + out(attn(embed_person(x), embed_garment(context)))``: one CrossAttention of
   ``shape`` between learned 1 x 1 maps from and back to ``token_channels`` (3 for RGB pixels)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -330,7 +330,7 @@ def batch_keys(seed: int, steps: int, train_batches: int = 0) -> list:
   return keys
 
 
-def train_copy(config, shape: dict[str, int], task: str, position: str, target_noise: float,
+def train_copy(config, shape: dict[str, int | str], task: str, position: str, target_noise: float,
                steps: int, eval_every: int, tag_channels: int, eval_batch: int,
                seed: int, garment_fraction: float = 1.0, pattern_share: float = 1.0,
                token_channels: int = 0, stripe_period: float = 0.0,
