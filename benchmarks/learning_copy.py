@@ -283,7 +283,7 @@ def make_token_copier(shape: dict[str, int | str], position: str, seed: int, tok
       self.embed_garment = layers.conv(token_channels, channels, 1, **kw)
       self.attn = layers.CrossAttention(channels, channels, shape["head_dim"], position=position,
                                         grid_side=shape["side"],
-                                        context_norm=shape.get("context_norm", "group"), **kw)
+                                        context_norm=shape["context_norm"], **kw)
       self.out = layers.conv(channels, token_channels, 1, **kw)
 
     def __call__(self, x, context):
@@ -363,7 +363,7 @@ def train_copy(config, shape: dict[str, int | str], task: str, position: str, ta
       model = attn = layers.CrossAttention(channels, channels, shape["head_dim"],
                                            rngs=nnx.Rngs(seed), dtype=jnp.float32,
                                            position=position, grid_side=side,
-                                           context_norm=shape.get("context_norm", "group"))
+                                           context_norm=shape["context_norm"])
   scale_position_code(attn, position_init_scale)
   graphdef, params = nnx.split(model, nnx.Param)
   tx = optim.make_optimizer(config.train)

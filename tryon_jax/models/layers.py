@@ -81,31 +81,33 @@ def linear(in_dim: int, out_dim: int, axes: tuple[str, str], *, rngs: nnx.Rngs, 
       bias_init=_wp(_zeros, (axes[1],)))
 
 
-class GroupNorm(nnx.Module):
+class _Float32Norm(nnx.Module):
+  """A flax norm (``self.norm``, set by the subclass) run in float32, cast back to the input dtype.
+
+  Scale 1 and shift 0 at init, parameters under the logical axis "norm"."""
+
+  _affine_init = {"scale_init": _wp(_ones, ("norm",)), "bias_init": _wp(_zeros, ("norm",))}
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x: [B, ..., C] -> same shape and dtype."""
+    return self.norm(x.astype(jnp.float32)).astype(x.dtype)
+
+
+class GroupNorm(_Float32Norm):
   """GroupNorm with min(32, C//4) groups, statistics in float32, output cast back to input dtype."""
 
   def __init__(self, channels: int, *, rngs: nnx.Rngs):
     self.norm = nnx.GroupNorm(
         channels, num_groups=num_groups(channels), epsilon=1e-5, dtype=jnp.float32,
-        param_dtype=jnp.float32, rngs=rngs,
-        scale_init=_wp(_ones, ("norm",)), bias_init=_wp(_zeros, ("norm",)))
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """x: [B, ..., C] -> same shape and dtype."""
-    return self.norm(x.astype(jnp.float32)).astype(x.dtype)
+        param_dtype=jnp.float32, rngs=rngs, **self._affine_init)
 
 
-class TokenNorm(nnx.Module):
+class TokenNorm(_Float32Norm):
   """LayerNorm over each token's channels (statistics per token, not per grid), in float32."""
 
   def __init__(self, channels: int, *, rngs: nnx.Rngs):
-    self.norm = nnx.LayerNorm(
-        channels, epsilon=1e-5, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs,
-        scale_init=_wp(_ones, ("norm",)), bias_init=_wp(_zeros, ("norm",)))
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """x: [B, ..., C] -> same shape and dtype."""
-    return self.norm(x.astype(jnp.float32)).astype(x.dtype)
+    self.norm = nnx.LayerNorm(channels, epsilon=1e-5, dtype=jnp.float32,
+                              param_dtype=jnp.float32, rngs=rngs, **self._affine_init)
 
 
 class FiLM(nnx.Module):
