@@ -32,8 +32,13 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   # 256-token cross (benchmarks/RESULTS.md, attention table).
   m.attention_impl = "auto"
   # Paper silent (none described): "fourier" adds learned projections of each token's grid
-  # position to cross-attention queries and keys, so a person token can find a garment place.
+  # position to cross-attention queries and keys, so a person token can find a garment place;
+  # "pose_affine" codes each query at the garment place the poses map it to (an option for study).
   m.cross_attention_position = "none"
+  # pose_affine: the keypoints of the least-squares map; the torso moves an upper garment rigidly.
+  m.cross_attention_pose_keypoints = ("neck", "r_shoulder", "l_shoulder", "r_hip", "l_hip")
+  # pose_affine: pull toward the identity map, which it becomes with < 3 shared keypoints.
+  m.cross_attention_pose_ridge = 1e-4
   # Paper silent: the garment context's norm in cross-attention. "group" (the blocks' GroupNorm);
   # "token" (a LayerNorm per garment token, as transformers norm their context) is an option.
   m.cross_attention_context_norm = "group"

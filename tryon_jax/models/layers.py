@@ -270,31 +270,37 @@ class SelfAttention(nnx.Module):
     return x + self.out(out).reshape(b, h, w, c)
 
 
-CROSS_ATTENTION_POSITIONS = ("none", "fourier")
+CROSS_ATTENTION_POSITIONS = ("none", "fourier", "pose_affine")
 # How the cross-attention normalises its garment context: "group", the blocks' GroupNorm (one set
 # of statistics per example over the whole grid), or "token", a LayerNorm per garment token.
 CROSS_ATTENTION_CONTEXT_NORMS = {"group": GroupNorm, "token": TokenNorm}
 
 
-def grid_fourier_features(height: int, width: int) -> jax.Array:
-  """Fourier features of the token centres of a [height, width] grid.
+def fourier_features(places: jax.Array, side: int) -> jax.Array:
+  """Fourier features of places [..., 2] (x, y), in image units (the grid spans (0, 1)).
 
-  Coordinates are normalised to (0, 1) and encoded by sin and cos of pi * 2^k * u for
-  k = 0 .. ceil(log2(max side)): the lowest frequency spans the grid once, the highest alternates
-  from one token to the next. Returns [height * width, 4 * num_freqs] float32 (y features, then x).
+  Each coordinate u is encoded by sin and cos of pi * 2^k * u for k = 0 .. ceil(log2 side): the
+  lowest frequency spans the grid once, the highest alternates from one of its tokens to the next.
+  Returns [..., grid_fourier_size(side)] float32 (y features, then x).
   """
-  num_freqs = grid_fourier_size(max(height, width)) // 4
+  num_freqs = grid_fourier_size(side) // 4
   freqs = math.pi * 2.0 ** jnp.arange(num_freqs, dtype=jnp.float32)
+  y = places[..., 1:2].astype(jnp.float32) * freqs
+  x = places[..., 0:1].astype(jnp.float32) * freqs
+  return jnp.concatenate([jnp.sin(y), jnp.cos(y), jnp.sin(x), jnp.cos(x)], axis=-1)
 
-  def encode(n):
-    u = (jnp.arange(n, dtype=jnp.float32) + 0.5) / n
-    args = u[:, None] * freqs[None, :]
-    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)  # [n, 2F]
 
-  fy, fx = encode(height), encode(width)
-  grid = jnp.concatenate([jnp.broadcast_to(fy[:, None], (height, width, fy.shape[-1])),
-                          jnp.broadcast_to(fx[None, :], (height, width, fx.shape[-1]))], axis=-1)
-  return grid.reshape(height * width, -1)
+def grid_places(height: int, width: int) -> jax.Array:
+  """[height * width, 2] (x, y) token centres of a [height, width] grid in (0, 1), row-major."""
+  y = (jnp.arange(height, dtype=jnp.float32) + 0.5) / height
+  x = (jnp.arange(width, dtype=jnp.float32) + 0.5) / width
+  yy, xx = jnp.meshgrid(y, x, indexing="ij")
+  return jnp.stack([xx.ravel(), yy.ravel()], axis=-1)
+
+
+def grid_fourier_features(height: int, width: int) -> jax.Array:
+  """fourier_features of the token centres of a [height, width] grid: [height * width, F]."""
+  return fourier_features(grid_places(height, width), max(height, width))
 
 
 def grid_fourier_size(side: int) -> int:
@@ -308,8 +314,11 @@ class CrossAttention(nnx.Module):
   This is the paper's implicit warp: every person location can read any garment location.
   With ``position="fourier"`` (not in the paper; see configs/base128.py), learned projections of
   each token's grid position are added to its query and key (not its value), so a person token
-  can ask for a garment place as well as for garment content. ``grid_side`` is the token grid's
-  side, needed then to size those projections. With "none" the layer is blind to where a garment
+  can ask for a garment place as well as for garment content. With ``position="pose_affine"``
+  (not in the paper either) the query's code is that of the place the pose maps it to in I_c
+  (``query_to_context``, pose.keypoint_affine): a query then asks for a garment place at its own
+  code where the same body point shows, so that reading by place is a warp. ``grid_side`` is the
+  token grid's side, needed by both to size those projections. With "none" the layer is blind to where a garment
   token sits: permuting the garment grid changes nothing in its output. ``context_norm`` names the
   garment context's norm (CROSS_ATTENTION_CONTEXT_NORMS): with "group" a garment token's
   normalised features depend on the whole garment grid's statistics, with "token" on its own only.
@@ -334,23 +343,27 @@ class CrossAttention(nnx.Module):
     self.kv = linear(context_channels, 2 * channels, ("embed", "heads"), rngs=rngs, dtype=dtype)
     self.out = linear(channels, channels, ("heads", "embed"), rngs=rngs, dtype=dtype,
                       zero_init=True)
-    if position == "fourier" and not grid_side:
-      raise ValueError("CrossAttention(position='fourier') needs grid_side")
+    if position != "none" and not grid_side:
+      raise ValueError(f"CrossAttention(position={position!r}) needs grid_side")
 
     def position_projection():
       # Not zero-initialised: the query and key projections are each other's only gradient path.
       return linear(grid_fourier_size(grid_side), channels, ("embed", "heads"), rngs=rngs,
                     dtype=dtype, use_bias=False)
 
-    self.position_q = position_projection() if position == "fourier" else None
-    self.position_k = position_projection() if position == "fourier" else None
+    self.position_q = position_projection() if position != "none" else None
+    self.position_k = position_projection() if position != "none" else None
+    self.position = position
     self.grid_side = grid_side
     # Set by benchmarks.learning_attention (never in training): each call then sows its attention
     # weights [B, heads, H*W, H'*W'] as an nnx.Intermediate named "weights" (read by nnx.capture).
     self.record_weights = False
 
-  def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
-    """x: [B, H, W, C] person features; context: [B, H', W', C'] garment features -> [B, H, W, C]."""
+  def __call__(self, x: jax.Array, context: jax.Array,
+               query_to_context: jax.Array | None = None) -> jax.Array:
+    """x: [B, H, W, C] person features; context: [B, H', W', C'] garment features;
+    query_to_context: [B, 3, 2] affine maps of person places to garment places (x, y in [0, 1]),
+    read with position="pose_affine" only -> [B, H, W, C]."""
     b, h, w, c = x.shape
     q = self.q(self.norm(x).reshape(b, h * w, c))
     ctx = self.context_norm(context)
@@ -361,7 +374,14 @@ class CrossAttention(nnx.Module):
       if max(h, w) != self.grid_side or max(ctx_h, ctx_w) != self.grid_side:
         raise ValueError(f"cross-attention built for a {self.grid_side}-token grid got person "
                          f"{h}x{w} and garment {ctx_h}x{ctx_w} tokens")
-      q = q + self.position_q(grid_fourier_features(h, w).astype(q.dtype))[None]
+      places = grid_places(h, w)  # [H*W, 2]
+      if self.position == "pose_affine":
+        if query_to_context is None:
+          raise ValueError("cross_attention_position='pose_affine' needs the pose affine maps")
+        places = jnp.concatenate([places, jnp.ones_like(places[:, :1])], -1) @ query_to_context
+      else:
+        places = places[None]
+      q = q + self.position_q(fourier_features(places, self.grid_side).astype(q.dtype))
       k = k + self.position_k(grid_fourier_features(ctx_h, ctx_w).astype(k.dtype))[None]
     if self.record_weights:
       self.sow(nnx.Intermediate, "weights", attention_weights(q, k, self.num_heads))

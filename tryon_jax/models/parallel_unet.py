@@ -26,7 +26,8 @@ import ml_collections
 from flax import nnx
 
 from tryon_jax.models import layers
-from tryon_jax.models.pose import AttentionPool1D, PoseEncoder
+from tryon_jax.data.labels import COCO18_NAMES
+from tryon_jax.models.pose import AttentionPool1D, PoseEncoder, keypoint_affine
 
 VARIANTS = ("parallel", "concat")
 
@@ -49,13 +50,15 @@ class Block(nnx.Module):
                                                                   "group"))
                        if cross_attention else None)
 
-  def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None):
-    """x: [B, H, W, Cin]; cond: [B, D]; pose_tokens: [B, P, Dp]; context: [B, H, W, Cout]."""
+  def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None,
+               query_to_context=None):
+    """x: [B, H, W, Cin]; cond: [B, D]; pose_tokens: [B, P, Dp]; context: [B, H, W, Cout];
+    query_to_context: [B, 3, 2] person -> garment place maps (position "pose_affine")."""
     h = self.res(x, cond)
     if self.self_attn is not None:
       h = self.self_attn(h, pose_tokens, pose_mask)
     if self.cross_attn is not None:
-      h = self.cross_attn(h, context)
+      h = self.cross_attn(h, context, query_to_context)
     return h
 
 
@@ -104,11 +107,12 @@ class _UNetTrunk(nnx.Module):
     self.ups = nnx.List(ups)
     self.out_channels = prev
 
-  def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None):
+  def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None,
+               query_to_context=None):
     """Runs the trunk.
 
     x: [B, R, R, Cin]; cond: [B, D]; context: dict {("enc"|"dec", level, block): features} read by
-    cross-attention blocks. Returns the final features and a dict of the per-block outputs at
+    cross-attention blocks; query_to_context: [B, 3, 2], passed to them (Block). Returns the final features and a dict of the per-block outputs at
     every level (the garment UNet's outputs feed the person UNet's cross-attention).
     """
     n = len(self.encoder)
@@ -118,7 +122,8 @@ class _UNetTrunk(nnx.Module):
     for l in range(n):
       for b, block in enumerate(self.encoder[l]):
         ctx = context.get(("enc", l, b)) if context else None
-        h = layers.call_block(block, self.remat_policy, h, cond, pose_tokens, pose_mask, ctx)
+        h = layers.call_block(block, self.remat_policy, h, cond, pose_tokens, pose_mask, ctx,
+                              query_to_context)
         feats[("enc", l, b)] = h
         skips.append(h)
       if l < n - 1:
@@ -130,7 +135,7 @@ class _UNetTrunk(nnx.Module):
         ctx = context.get(("dec", l, b)) if context else None
         h = layers.call_block(block, self.remat_policy,
                               jnp.concatenate([h, skips.pop()], axis=-1), cond, pose_tokens,
-                              pose_mask, ctx)
+                              pose_mask, ctx, query_to_context)
         feats[("dec", l, b)] = h
     return h, feats
 
@@ -146,6 +151,12 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
   if cfg.resolution % (2 ** (n - 1)):
     raise ValueError(f"model.resolution={cfg.resolution} is not divisible by 2^{n - 1}")
   if cfg.variant == "parallel":
+    if cfg.get("cross_attention_position", "none") == "pose_affine":
+      names = tuple(cfg.cross_attention_pose_keypoints)
+      unknown = [name for name in names if name not in COCO18_NAMES]
+      if unknown or len(set(names)) < 3:
+        raise ValueError(f"model.cross_attention_pose_keypoints={names}: need three or more "
+                         f"distinct COCO-18 names (unknown: {unknown})")
     if not 1 <= cfg.garment_decoder_levels <= n:
       raise ValueError(f"model.garment_decoder_levels={cfg.garment_decoder_levels} not in [1, {n}]")
     for l, attn in enumerate(cfg.attention):
@@ -194,6 +205,11 @@ class ParallelUNet(nnx.Module):
         3, cfg, blocks=cfg.garment_blocks, decoder_levels=cfg.garment_decoder_levels,
         self_attention=(False,) * n, cross_attention=(False,) * n, rngs=rngs, dtype=dtype)
         if parallel else None)
+    self.pose_affine_keypoints, self.pose_affine_ridge = None, 0.0
+    if parallel and cfg.get("cross_attention_position", "none") == "pose_affine":
+      self.pose_affine_keypoints = tuple(COCO18_NAMES.index(name)
+                                         for name in cfg.cross_attention_pose_keypoints)
+      self.pose_affine_ridge = float(cfg.cross_attention_pose_ridge)
     self.out_norm = layers.GroupNorm(cfg.channels[0], rngs=rngs)
     self.conv_out = layers.conv(cfg.channels[0], 3, 3, rngs=rngs, dtype=jnp.float32,
                                 zero_init=True)
@@ -223,12 +239,16 @@ class ParallelUNet(nnx.Module):
     person_in = [x_t, cond["agnostic"]]
     if self.concat_lowres:
       person_in.append(cond["lowres"])
-    context = None
+    context = query_to_context = None
     if self.garment_unet is not None:
       _, context = self.garment_unet(cond["garment"].astype(dtype), emb)
+      if self.pose_affine_keypoints is not None:
+        query_to_context = keypoint_affine(
+            cond["person_pose"], cond["person_pose_mask"], cond["garment_pose"],
+            cond["garment_pose_mask"], self.pose_affine_keypoints, self.pose_affine_ridge)
     else:
       person_in.append(cond["garment"])
     h, _ = self.person_unet(jnp.concatenate(person_in, axis=-1).astype(dtype), emb,
-                            pose_tokens, pose_mask, context)
+                            pose_tokens, pose_mask, context, query_to_context)
     out = self.conv_out(nnx.swish(self.out_norm(h)).astype(jnp.float32))
     return out.astype(jnp.float32)

@@ -72,3 +72,25 @@ class AttentionPool1D(nnx.Module):
     k, v = jnp.split(self.kv(x), 2, axis=-1)
     pooled = multi_head_attention(self.q(x[:, :1]), k, v, self.num_heads, full_mask)
     return self.out(pooled[:, 0])
+
+
+def keypoint_affine(person_pose: jax.Array, person_mask: jax.Array, garment_pose: jax.Array,
+                    garment_mask: jax.Array, keypoints: tuple[int, ...],
+                    ridge: float) -> jax.Array:
+  """The affine map taking a person-image place to the garment-image place that shows the same
+  body point: least squares over the ``keypoints`` (indices) present in both poses.
+
+  person_pose, garment_pose: [B, K, 2] (x, y) in [0, 1]; *_mask: [B, K] in {0, 1}.
+  Returns A [B, 3, 2] with garment place ~ [x, y, 1] @ A. ``ridge`` pulls A toward the identity,
+  which it becomes where fewer than three keypoints are shared (a lay-flat garment, a dropped
+  pose): the fit's normal equations never go singular.
+  """
+  idx = jnp.asarray(keypoints, jnp.int32)
+  src = person_pose[:, idx].astype(jnp.float32)
+  dst = garment_pose[:, idx].astype(jnp.float32)
+  weight = (person_mask[:, idx] * garment_mask[:, idx]).astype(jnp.float32)  # [B, k]
+  x = jnp.concatenate([src, jnp.ones_like(src[..., :1])], axis=-1)  # [B, k, 3]
+  xt_w = jnp.swapaxes(x * weight[..., None], 1, 2)  # [B, 3, k]
+  lhs = xt_w @ x + ridge * jnp.eye(3, dtype=jnp.float32)
+  rhs = xt_w @ dst + ridge * jnp.eye(3, 2, dtype=jnp.float32)
+  return jnp.linalg.solve(lhs, rhs)
