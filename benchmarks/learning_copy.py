@@ -286,9 +286,11 @@ def make_token_copier(shape: dict[str, int | str], position: str, seed: int, tok
                                         context_norm=shape["context_norm"], **kw)
       self.out = layers.conv(channels, token_channels, 1, **kw)
 
-    def __call__(self, x, context):
-      """x, context: [B, S, S, token_channels] -> the prediction [B, S, S, token_channels]."""
-      return x + self.out(self.attn(self.embed_person(x), self.embed_garment(context)))
+    def __call__(self, x, context, query_to_context=None):
+      """x, context: [B, S, S, token_channels] (query_to_context: [B, 3, 2], for position
+      "pose_affine") -> the prediction [B, S, S, token_channels]."""
+      return x + self.out(self.attn(self.embed_person(x), self.embed_garment(context),
+                                    query_to_context))
 
     def normed_context(self, context):
       """The garment features as the attention's value projection sees them."""
@@ -298,12 +300,13 @@ def make_token_copier(shape: dict[str, int | str], position: str, seed: int, tok
     return Copier(nnx.Rngs(seed))
 
 
-def call_recording_weights(model, attn, x, context):
-  """``model(x, context)`` and the attention weights [B, heads, T, S] of its one CrossAttention
-  ``attn`` (which may be ``model`` itself), read back with nnx.capture; for use under jit."""
+def call_recording_weights(model, attn, x, context, *args):
+  """``model(x, context, *args)`` and the attention weights [B, heads, T, S] of its one
+  CrossAttention ``attn`` (which may be ``model`` itself), read back with nnx.capture; for use
+  under jit."""
   from flax import nnx  # pylint: disable=g-import-not-at-top
   attn.record_weights = True
-  out, recorded = nnx.capture(model, nnx.Intermediate)(x, context)
+  out, recorded = nnx.capture(model, nnx.Intermediate)(x, context, *args)
   ((_, weights),) = nnx.to_flat_state(recorded)
   return out, weights.get_value()[0]
 

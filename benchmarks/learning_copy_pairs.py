@@ -70,6 +70,12 @@ the key half of its key/value projection held at 0), so where a pixel looks cann
 the garment's pixels, only what it reads there: whether a read by content competes with the read
 by place on the images.
 
+``--positions pose_affine`` gives the layer the model's "pose_affine" code (layers.CrossAttention):
+each person pixel's query is coded at the I_c place the least-squares affine map between the two
+poses' torso keypoints sends it to (pose_maps), so across poses the read it can find by place is
+that warp. The reference ``copy_garment_input_pose_affine`` is I_c resampled there
+(warp_garments): what a perfect such read scores; its place weights are read at that place.
+
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
 scored with benchmarks.learning.garment_metrics (PSNR, SSIM, detail and pattern corr. on the
@@ -102,6 +108,9 @@ SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "patter
           "own_place_weight", "near_place_weight")
 TARGET_KEYS = {"person": "person", "garment_input": "garment"}  # --target -> the batch's key
 TARGETS = tuple(TARGET_KEYS)
+# The toy's position codes, and the pose's: "pose_affine" codes each person pixel at the I_c place
+# the torso keypoints' affine map sends it to (layers.CrossAttention), the warp across poses.
+PAIR_POSITIONS = (*POSITIONS, "pose_affine")
 GARMENT_CONTENTS = ("image", "noise", "shuffle", "phase")
 PATTERN_LAGS = (1, 2, 4, 8)  # pixels; the held-out stripe periods at pattern scale 4 are 2-7 px
 GARMENT_TEMPLATES = {"keep": 0, "remove": -1, "add": 1}  # the sign pattern_template is added with
@@ -113,7 +122,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
   split = argv.index("--") if "--" in argv else len(argv)
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--json", default="", help="also write every run's result here")
-  p.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
+  p.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=PAIR_POSITIONS)
   p.add_argument("--eval_every", type=int, default=250)
   p.add_argument("--loss_on", default="image", choices=("image", "garment"),
                  help="the MSE over the whole image, or over the target's garment pixels only "
@@ -355,21 +364,65 @@ def file_order_batches(config, records_glob: str, raw_root: str, split: str,
       yield batch
 
 
-def place_weights(weights: np.ndarray, masks: np.ndarray) -> dict[str, float]:
+def place_weights(weights: np.ndarray, masks: np.ndarray,
+                  maps: np.ndarray | None = None) -> dict[str, float]:
   """weights [B, heads, R*R, R*R] (person pixel -> I_c pixel, row-major), masks [B, R, R] bool ->
   the head-mean weight a masked person pixel puts on the I_c pixel at its own place
   (``own_place_weight``) and on the 3 x 3 pixels around it (``near_place_weight``), averaged over
-  the masked pixels of all examples."""
+  the masked pixels of all examples. With maps [B, 3, 2] (pose_maps) the place is the I_c pixel
+  nearest where the map sends the person pixel's centre, instead of its own."""
   b, r = masks.shape[:2]
   w = np.asarray(weights, np.float32).mean(axis=1).reshape(b, r, r, r, r)
   padded = np.pad(w, ((0, 0), (0, 0), (0, 0), (1, 1), (1, 1)))  # keys off the grid weigh 0
   i = np.arange(r)
-  rows, cols = i[:, None], i[None, :]
-  own = w[:, rows, cols, rows, cols]  # [B, R, R]
-  near = sum(padded[:, rows, cols, rows + 1 + dr, cols + 1 + dc]
+  rows, cols = np.broadcast_to(i[:, None], (r, r)), np.broadcast_to(i[None, :], (r, r))
+  to_rows, to_cols = np.broadcast_to(rows, (b, r, r)), np.broadcast_to(cols, (b, r, r))
+  if maps is not None:  # the mapped place, in padded pixels clipped to the zero border
+    places = mapped_places(maps, r)
+    to_rows, to_cols = (np.clip(np.round(places[..., k] * r - 0.5), -1, r).astype(int)
+                        for k in (1, 0))
+  ex = np.arange(b)[:, None, None]
+  own = padded[ex, rows, cols, to_rows + 1, to_cols + 1]  # [B, R, R]
+  near = sum(padded[ex, rows, cols, np.clip(to_rows + 1 + dr, 0, r + 1),
+                    np.clip(to_cols + 1 + dc, 0, r + 1)]
              for dr in (-1, 0, 1) for dc in (-1, 0, 1))
   return {"own_place_weight": float(own[masks].mean()),
           "near_place_weight": float(near[masks].mean())}
+
+
+def pose_maps(config, batch: dict) -> np.ndarray:
+  """[B, 3, 2]: per pair, the model's person -> garment place map (pose.keypoint_affine over
+  config.model.cross_attention_pose_keypoints), what a "pose_affine" copier reads through."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from tryon_jax.data import labels  # pylint: disable=g-import-not-at-top
+  from tryon_jax.models import pose  # pylint: disable=g-import-not-at-top
+  m = config.model
+  keypoints = tuple(labels.COCO18_NAMES.index(n) for n in m.cross_attention_pose_keypoints)
+  return np.asarray(pose.keypoint_affine(
+      *(jnp.asarray(batch[k]) for k in ("person_pose", "person_pose_mask", "garment_pose",
+                                         "garment_pose_mask")),
+      keypoints, float(m.cross_attention_pose_ridge)))
+
+
+def mapped_places(maps: np.ndarray, side: int) -> np.ndarray:
+  """[B, side, side, 2]: the (x, y) place in [0, 1] each map sends each pixel centre to."""
+  u = (np.arange(side) + 0.5) / side
+  y, x = np.meshgrid(u, u, indexing="ij")
+  centres = np.stack([x, y, np.ones_like(x)], axis=-1)  # [side, side, 3]
+  return np.einsum("hwk,bkc->bhwc", centres, np.asarray(maps, np.float64))
+
+
+def warp_garments(garments: np.ndarray, maps: np.ndarray) -> np.ndarray:
+  """garments [B, R, R, 3] resampled (bilinear, black outside) at mapped_places: each person
+  pixel given the I_c pixel its map sends it to; the copy a perfect "pose_affine" read makes."""
+  r = garments.shape[1]
+  out = np.empty_like(garments)
+  for g, o, place in zip(garments, out, mapped_places(maps, r)):
+    coords = [place[..., 1] * r - 0.5, place[..., 0] * r - 0.5]
+    for ch in range(g.shape[-1]):
+      o[..., ch] = scipy.ndimage.map_coordinates(g[..., ch], coords, order=1, mode="constant",
+                                                 cval=-1.0)
+  return out
 
 
 def make_copier(config, position: str, seed: int):
@@ -417,13 +470,13 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
   tx = optim.make_optimizer(config.train)
   opt_state = tx.init(params)
 
-  def predict(p, agnostic, garment):
-    return nnx.merge(graphdef, p)(agnostic, garment)
+  def predict(p, agnostic, garment, maps):
+    return nnx.merge(graphdef, p)(agnostic, garment, maps)
 
   @jax.jit
-  def step(p, opt_state, agnostic, garment, target, weight):
+  def step(p, opt_state, agnostic, garment, maps, target, weight):
     def loss_fn(p):  # weight [B, R, R]: 1 on the pixels the loss is over
-      error = jnp.mean((predict(p, agnostic, garment) - target) ** 2, axis=-1)
+      error = jnp.mean((predict(p, agnostic, garment, maps) - target) ** 2, axis=-1)
       return jnp.sum(weight * error) / jnp.maximum(jnp.sum(weight), 1.0)
     loss, grads = jax.value_and_grad(loss_fn)(p)
     if keep is not None:
@@ -434,24 +487,34 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
   target_key = TARGET_KEYS[target]
 
   @jax.jit
-  def evaluate(p, agnostic, garment):
+  def evaluate(p, agnostic, garment, maps):
     model = nnx.merge(graphdef, p)
-    return call_recording_weights(model, model.attn, agnostic, garment)
+    return call_recording_weights(model, model.attn, agnostic, garment, maps)
+
+  def maps_of(b: dict) -> np.ndarray:  # read by the "pose_affine" layer only
+    if position == "pose_affine":
+      return pose_maps(config, b)
+    return np.broadcast_to(np.eye(3, 2, dtype=np.float32), (len(b["agnostic"]), 3, 2))
+
+  held_out_maps = maps_of(batch)
 
   def score(p) -> dict:
-    pred, weights = evaluate(p, batch["agnostic"], batch["garment"])
+    pred, weights = evaluate(p, batch["agnostic"], batch["garment"], held_out_maps)
     return {**learning.garment_metrics(np.asarray(pred), batch[target_key], masks, twin),
-            **place_weights(np.asarray(weights), masks)}
+            **place_weights(np.asarray(weights), masks,
+                            held_out_maps if position == "pose_affine" else None)}
 
   scores = score(params)  # the last evaluation's; the final step is always evaluated
   curve = [{"step": 0, **{k: scores[k] for k in SCORES}}]
   start = time.perf_counter()
   for i in range(1, steps + 1):
     b = next(batches)
-    images = (np.asarray(b[k]) for k in ("agnostic", "garment", target_key))
+    agnostic, garment, target_images = (np.asarray(b[k]) for k in ("agnostic", "garment",
+                                                                   target_key))
     weight = (np.asarray(b["garment_mask"], np.float32) if loss_on == "garment"
               else np.ones(b["person"].shape[:3], np.float32))
-    params, opt_state, loss = step(params, opt_state, *images, weight)
+    params, opt_state, loss = step(params, opt_state, agnostic, garment, maps_of(b),
+                                   target_images, weight)
     if i % eval_every == 0 or i == steps:
       scores = score(params)
       curve.append({"step": i, "train_loss": float(loss), **{k: scores[k] for k in SCORES}})
@@ -513,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "reference": {
                 "copy_garment_input": learning.garment_metrics(batch["garment"], batch["person"],
                                                                masks, twin),
+                "copy_garment_input_pose_affine": learning.garment_metrics(
+                    warp_garments(batch["garment"], pose_maps(config, batch)), batch["person"],
+                    masks, twin),
                 "flat_twin": learning.garment_metrics(twin, batch["person"], masks, twin)},
             "runs": {}}
   if template_shift is not None and not scored_on_images:  # what no read of I_c scores

@@ -350,6 +350,44 @@ def test_place_weights_read_the_weight_at_and_around_each_pixels_own_place():
   np.testing.assert_allclose(list(spread.values()), [1 / n, 9 / n], rtol=1e-6)
 
 
+def test_place_weights_with_pose_maps_read_where_each_pixel_is_sent():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  r, n = 6, 36
+  mask = np.zeros((2, r, r), bool)
+  mask[:, 2:4, 1:4] = True
+  rows, cols = np.divmod(np.arange(n), r)
+  on_right = np.zeros((n, n))
+  on_right[np.arange(n), rows * r + (cols + 1) % r] = 1
+  weights = np.broadcast_to(on_right, (2, 2, n, n))
+  one_right = np.broadcast_to(np.array([[1.0, 0.0], [0.0, 1.0], [1 / r, 0.0]]), (2, 3, 2))
+  sent = learning_copy_pairs.place_weights(weights, mask, one_right)
+  assert sent == {"own_place_weight": 1.0, "near_place_weight": 1.0}
+  assert learning_copy_pairs.place_weights(weights, mask)["own_place_weight"] == 0.0
+  two_right = one_right.copy()
+  two_right[:, 2, 0] = 2 / r
+  assert learning_copy_pairs.place_weights(weights, mask, two_right) == {
+      "own_place_weight": 0.0, "near_place_weight": 1.0}
+
+
+def test_warp_garments_moves_each_pixel_by_its_pose_map():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  r = 8
+  garments = np.random.default_rng(0).uniform(-1, 1, (2, r, r, 3)).astype(np.float32)
+  maps = np.broadcast_to(np.eye(3, 2), (2, 3, 2)).copy()
+  np.testing.assert_allclose(learning_copy_pairs.warp_garments(garments, maps), garments,
+                             atol=1e-6)
+  maps[1, 2] = [2 / r, 1 / r]  # pair 1: each person pixel shows I_c two right and one down
+  warped = learning_copy_pairs.warp_garments(garments, maps)
+  np.testing.assert_allclose(warped[1, :-1, :-2], garments[1, 1:, 2:], atol=1e-6)
+  np.testing.assert_allclose(warped[1, -1], -1.0)  # sent off I_c: black
+  config = learning.get_config("parallel")
+  poses = {"person_pose": np.random.default_rng(1).uniform(0.2, 0.8, (2, 18, 2))}
+  poses["garment_pose"] = poses["person_pose"] + np.array([2 / r, 1 / r])
+  poses["person_pose_mask"] = poses["garment_pose_mask"] = np.ones((2, 18))
+  np.testing.assert_allclose(learning_copy_pairs.pose_maps(config, poses)[1], maps[1],
+                             atol=1e-3)  # the ridge's pull: 2e-4 here
+
+
 def test_the_garment_input_target_trains_the_copier_on_i_c_not_the_person():
   from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
   config, images, mask = tiny_copier_pairs(1, slice(3, 11), slice(4, 12))

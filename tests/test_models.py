@@ -10,7 +10,7 @@ import suite_env
 
 from configs import demo, sr1024, sr256
 from tryon_jax.models import build_model, count_params, layers
-from tryon_jax.models.pose import AttentionPool1D
+from tryon_jax.models.pose import AttentionPool1D, keypoint_affine
 
 B, K = 2, 18
 
@@ -220,11 +220,70 @@ def test_cross_attention_sees_garment_places_only_with_a_position_code(position)
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
   context = jax.random.normal(jax.random.key(1), (2, 8, 8, 16))
   moved = jnp.flip(context, axis=(1, 2))  # the garment turned half a turn: same tokens, new places
-  change = float(jnp.max(jnp.abs(attn(x, context) - attn(x, moved))))
+  maps = jnp.broadcast_to(IDENTITY_AFFINE, (2, 3, 2))  # read by "pose_affine" only
+  change = float(jnp.max(jnp.abs(attn(x, context, maps) - attn(x, moved, maps))))
   if position == "none":
     assert change < 1e-5, change
   else:
     assert change > 1e-2, change
+
+
+IDENTITY_AFFINE = jnp.eye(3, 2)
+
+
+def test_pose_affine_codes_each_query_at_the_garment_place_it_maps_to():
+  # The "fourier" and "pose_affine" layers built alike share their parameters. With the identity
+  # map they are the same layer; with a map moving every person place two tokens right and one
+  # down, a pose_affine query's code is the fourier code of the token it maps to: its garment
+  # place, which moved with the garment.
+  fourier, affine = _cross_attention("fourier"), _cross_attention("pose_affine")
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
+  context = jax.random.normal(jax.random.key(1), (2, 8, 8, 16))
+  identity = jnp.broadcast_to(IDENTITY_AFFINE, (2, 3, 2))
+  np.testing.assert_allclose(np.asarray(affine(x, context, identity)),
+                             np.asarray(fourier(x, context)), atol=1e-5)
+  shift = identity.at[:, 2].set(jnp.array([2 / 8, 1 / 8]))
+  assert float(jnp.max(jnp.abs(affine(x, context, shift) - fourier(x, context)))) > 1e-2
+  places = layers.grid_places(8, 8)
+  mapped = jnp.concatenate([places, jnp.ones((64, 1))], -1) @ shift[0]
+  grid = np.asarray(layers.grid_fourier_features(8, 8)).reshape(8, 8, -1)
+  codes = np.asarray(layers.fourier_features(mapped, 8)).reshape(8, 8, -1)
+  np.testing.assert_allclose(codes[:7, :6], grid[1:, 2:], atol=1e-5)  # (row, col) + (1, 2)
+  with pytest.raises(ValueError, match="needs the pose affine maps"):
+    affine(x, context)
+
+
+def test_keypoint_affine_fits_the_shared_torso_keypoints_and_is_the_identity_without_them():
+  rng = np.random.default_rng(0)
+  person = rng.uniform(0.2, 0.8, (3, K, 2))
+  true_map = np.array([[0.9, 0.1], [-0.05, 1.1], [0.03, -0.02]])
+  garment = np.concatenate([person, np.ones((3, K, 1))], -1) @ true_map
+  garment[:, 0] += 0.3  # a keypoint outside the fitted set, far off the map: ignored
+  person_mask, garment_mask = np.ones((3, K)), np.ones((3, K))
+  person_mask[1, 2] = 0  # one torso keypoint missing from the person: four are left
+  garment_mask[2] = 0  # a lay-flat garment: no pose
+  torso = (1, 2, 5, 8, 11)
+  maps = np.asarray(keypoint_affine(*map(jnp.asarray, (person, person_mask, garment,
+                                                       garment_mask)), torso, 1e-4))
+  np.testing.assert_allclose(maps[0], true_map, atol=1e-3)
+  np.testing.assert_allclose(maps[1], true_map, atol=1e-3)
+  np.testing.assert_allclose(maps[2], np.eye(3, 2), atol=1e-6)
+
+
+def test_parallel_unet_passes_the_pose_affine_maps_to_its_cross_attention():
+  # Same parameters, "fourier" against "pose_affine": equal where the garment's torso keypoints
+  # are the person's (the identity map), different once the garment's are moved.
+  cfg_f = tiny_parallel(cross_attention_position="fourier")
+  cfg_a = tiny_parallel(cross_attention_position="pose_affine")
+  fourier, affine = randomized(build(cfg_f)), randomized(build(cfg_a))
+  cond = make_cond(cfg_f, 16)
+  cond["garment_pose"] = cond["person_pose"]
+  x, t = jnp.ones((B, 16, 16, 3)), jnp.full((B,), 0.5)
+  np.testing.assert_allclose(np.asarray(apply(affine, x, t, cond)),
+                             np.asarray(apply(fourier, x, t, cond)), atol=1e-4)
+  cond["garment_pose"] = cond["person_pose"] * 0.8 + 0.1
+  gap = jnp.abs(apply(affine, x, t, cond) - apply(fourier, x, t, cond))
+  assert float(gap.max()) > 1e-3, float(gap.max())
 
 
 def test_grid_fourier_features_tell_every_token_apart_and_refuse_another_grid():
@@ -341,6 +400,9 @@ def test_bad_configs_name_the_field():
     build(tiny_parallel(variant="warp"))
   with pytest.raises(ValueError, match="model.attention_impl='flash'"):
     build(tiny_parallel(attention_impl="flash"))
+  with pytest.raises(ValueError, match="model.cross_attention_pose_keypoints"):
+    build(tiny_parallel(cross_attention_position="pose_affine",
+                        cross_attention_pose_keypoints=("neck", "r_shoulder", "waist")))
 
 
 def test_attention_impl_auto_is_xla_off_gpu_and_forced_choices_are_kept():
