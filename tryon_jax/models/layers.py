@@ -311,17 +311,18 @@ def grid_fourier_size(side: int) -> int:
 class CrossAttention(nnx.Module):
   """Spatial multi-head cross-attention: Q from person tokens, K/V from garment tokens.
 
-  This is the paper's implicit warp: every person location can read any garment location.
-  With ``position="fourier"`` (not in the paper; see configs/base128.py), learned projections of
-  each token's grid position are added to its query and key (not its value), so a person token
-  can ask for a garment place as well as for garment content. With ``position="pose_affine"``
-  (not in the paper either) the query's code is that of the place the pose maps it to in I_c
+  This is the paper's implicit warp: every person location can read any garment location. With
+  ``position="fourier"`` (not in the paper; see configs/base128.py), learned projections of each
+  token's grid position are added to its query and key (not its value), so a person token can ask
+  for a garment place as well as for garment content. With ``position="pose_affine"`` (not in the
+  paper either) the query's code is that of the place the pose maps it to in I_c
   (``query_to_context``, pose.keypoint_affine): a query then asks for a garment place at its own
   code where the same body point shows, so that reading by place is a warp. ``grid_side`` is the
-  token grid's side, needed by both to size those projections. With "none" the layer is blind to where a garment
-  token sits: permuting the garment grid changes nothing in its output. ``context_norm`` names the
-  garment context's norm (CROSS_ATTENTION_CONTEXT_NORMS): with "group" a garment token's
-  normalised features depend on the whole garment grid's statistics, with "token" on its own only.
+  token grid's side, needed by both to size those projections. With "none" the layer is blind to
+  where a garment token sits: permuting the garment grid changes nothing in its output.
+  ``context_norm`` names the garment context's norm (CROSS_ATTENTION_CONTEXT_NORMS): with "group" a
+  garment token's normalised features depend on the whole garment grid's statistics, with "token" on
+  its own only.
   """
 
   def __init__(self, channels: int, context_channels: int, head_dim: int, *, rngs: nnx.Rngs,

@@ -112,8 +112,9 @@ class _UNetTrunk(nnx.Module):
     """Runs the trunk.
 
     x: [B, R, R, Cin]; cond: [B, D]; context: dict {("enc"|"dec", level, block): features} read by
-    cross-attention blocks; query_to_context: [B, 3, 2], passed to them (Block). Returns the final features and a dict of the per-block outputs at
-    every level (the garment UNet's outputs feed the person UNet's cross-attention).
+    cross-attention blocks; query_to_context: [B, 3, 2], passed to them (Block). Returns the final
+    features and a dict of the per-block outputs at every level (the garment UNet's outputs feed
+    the person UNet's cross-attention).
     """
     n = len(self.encoder)
     feats = {}
