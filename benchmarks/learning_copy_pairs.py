@@ -390,26 +390,30 @@ def place_weights(weights: np.ndarray, masks: np.ndarray,
           "near_place_weight": float(near[masks].mean())}
 
 
-def pose_maps(config, batch: dict) -> np.ndarray:
-  """[B, 3, 2]: per pair, the model's person -> garment place map (pose.keypoint_affine over
-  config.model.cross_attention_pose_keypoints), what a "pose_affine" copier reads through."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+POSE_KEYS = ("person_pose", "person_pose_mask", "garment_pose", "garment_pose_mask")
+
+
+def pose_map_fn(config) -> Callable:
+  """(person_pose, person_pose_mask, garment_pose, garment_pose_mask) -> [B, 3, 2]: the model's
+  person -> garment place maps (pose.keypoint_affine over config.model's torso keypoints), what a
+  "pose_affine" copier reads through; traceable under jit."""
   from tryon_jax.data import labels  # pylint: disable=g-import-not-at-top
   from tryon_jax.models import pose  # pylint: disable=g-import-not-at-top
   m = config.model
   keypoints = tuple(labels.COCO18_NAMES.index(n) for n in m.cross_attention_pose_keypoints)
-  return np.asarray(pose.keypoint_affine(
-      *(jnp.asarray(batch[k]) for k in ("person_pose", "person_pose_mask", "garment_pose",
-                                         "garment_pose_mask")),
-      keypoints, float(m.cross_attention_pose_ridge)))
+  return lambda *poses: pose.keypoint_affine(*poses, keypoints, float(m.cross_attention_pose_ridge))
+
+
+def pose_maps(config, batch: dict) -> np.ndarray:
+  """[B, 3, 2]: pose_map_fn's maps of ``batch``'s poses (the POSE_KEYS entries)."""
+  return np.asarray(pose_map_fn(config)(*(batch[k] for k in POSE_KEYS)))
 
 
 def mapped_places(maps: np.ndarray, side: int) -> np.ndarray:
   """[B, side, side, 2]: the (x, y) place in [0, 1] each map sends each pixel centre to."""
-  u = (np.arange(side) + 0.5) / side
-  y, x = np.meshgrid(u, u, indexing="ij")
-  centres = np.stack([x, y, np.ones_like(x)], axis=-1)  # [side, side, 3]
-  return np.einsum("hwk,bkc->bhwc", centres, np.asarray(maps, np.float64))
+  from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
+  places = layers.map_places(layers.grid_places(side, side), np.asarray(maps, np.float32))
+  return np.asarray(places).reshape(len(maps), side, side, 2)
 
 
 def warp_garments(garments: np.ndarray, maps: np.ndarray) -> np.ndarray:
@@ -470,13 +474,22 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
   tx = optim.make_optimizer(config.train)
   opt_state = tx.init(params)
 
-  def predict(p, agnostic, garment, maps):
-    return nnx.merge(graphdef, p)(agnostic, garment, maps)
+  # Only the "pose_affine" layer reads maps: fitted from the batch's poses inside the jitted step.
+  fit_maps = pose_map_fn(config) if position == "pose_affine" else None
+
+  def poses_of(b: dict) -> tuple | None:
+    return tuple(np.asarray(b[k]) for k in POSE_KEYS) if fit_maps else None
+
+  def maps_of(poses):
+    return fit_maps(*poses) if fit_maps else None
+
+  def predict(p, agnostic, garment, poses):
+    return nnx.merge(graphdef, p)(agnostic, garment, maps_of(poses))
 
   @jax.jit
-  def step(p, opt_state, agnostic, garment, maps, target, weight):
+  def step(p, opt_state, agnostic, garment, poses, target, weight):
     def loss_fn(p):  # weight [B, R, R]: 1 on the pixels the loss is over
-      error = jnp.mean((predict(p, agnostic, garment, maps) - target) ** 2, axis=-1)
+      error = jnp.mean((predict(p, agnostic, garment, poses) - target) ** 2, axis=-1)
       return jnp.sum(weight * error) / jnp.maximum(jnp.sum(weight), 1.0)
     loss, grads = jax.value_and_grad(loss_fn)(p)
     if keep is not None:
@@ -487,22 +500,17 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
   target_key = TARGET_KEYS[target]
 
   @jax.jit
-  def evaluate(p, agnostic, garment, maps):
+  def evaluate(p, agnostic, garment, poses):
     model = nnx.merge(graphdef, p)
-    return call_recording_weights(model, model.attn, agnostic, garment, maps)
+    return call_recording_weights(model, model.attn, agnostic, garment, maps_of(poses))
 
-  def maps_of(b: dict) -> np.ndarray:  # read by the "pose_affine" layer only
-    if position == "pose_affine":
-      return pose_maps(config, b)
-    return np.broadcast_to(np.eye(3, 2, dtype=np.float32), (len(b["agnostic"]), 3, 2))
-
-  held_out_maps = maps_of(batch)
+  held_out_poses = poses_of(batch)
+  held_out_maps = None if held_out_poses is None else np.asarray(maps_of(held_out_poses))
 
   def score(p) -> dict:
-    pred, weights = evaluate(p, batch["agnostic"], batch["garment"], held_out_maps)
+    pred, weights = evaluate(p, batch["agnostic"], batch["garment"], held_out_poses)
     return {**learning.garment_metrics(np.asarray(pred), batch[target_key], masks, twin),
-            **place_weights(np.asarray(weights), masks,
-                            held_out_maps if position == "pose_affine" else None)}
+            **place_weights(np.asarray(weights), masks, held_out_maps)}
 
   scores = score(params)  # the last evaluation's; the final step is always evaluated
   curve = [{"step": 0, **{k: scores[k] for k in SCORES}}]
@@ -513,7 +521,7 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
                                                                    target_key))
     weight = (np.asarray(b["garment_mask"], np.float32) if loss_on == "garment"
               else np.ones(b["person"].shape[:3], np.float32))
-    params, opt_state, loss = step(params, opt_state, agnostic, garment, maps_of(b),
+    params, opt_state, loss = step(params, opt_state, agnostic, garment, poses_of(b),
                                    target_images, weight)
     if i % eval_every == 0 or i == steps:
       scores = score(params)

@@ -298,6 +298,12 @@ def grid_places(height: int, width: int) -> jax.Array:
   return jnp.stack([xx.ravel(), yy.ravel()], axis=-1)
 
 
+def map_places(places: jax.Array, maps: jax.Array) -> jax.Array:
+  """places [N, 2] (x, y) sent through per-example affine maps [B, 3, 2], as [x, y, 1] @ map:
+  [B, N, 2]."""
+  return jnp.concatenate([places, jnp.ones_like(places[:, :1])], axis=-1) @ maps
+
+
 def grid_fourier_features(height: int, width: int) -> jax.Array:
   """fourier_features of the token centres of a [height, width] grid: [height * width, F]."""
   return fourier_features(grid_places(height, width), max(height, width))
@@ -379,7 +385,7 @@ class CrossAttention(nnx.Module):
       if self.position == "pose_affine":
         if query_to_context is None:
           raise ValueError("cross_attention_position='pose_affine' needs the pose affine maps")
-        places = jnp.concatenate([places, jnp.ones_like(places[:, :1])], -1) @ query_to_context
+        places = map_places(places, query_to_context)
       else:
         places = places[None]
       q = q + self.position_q(fourier_features(places, self.grid_side).astype(q.dtype))
