@@ -262,14 +262,14 @@ def garment_masks(records_glob: str, raw_root: str, split: str, ids: Sequence[st
 
 def plant_place_attention(scale: float):
   """An init_fn for tryon_jax.train.loop.train: in every cross-attention, the query and key position
-  projections (model.cross_attention_position=fourier or pose_affine) become ``scale`` times the
+  projections (model.cross_attention_position=fourier or pose_*) become ``scale`` times the
   identity on each head's first grid_fourier_size channels, zero elsewhere, in the model and its
   EMA. A head's position logit is then scale^2 F(p).F(p') / sqrt(head_dim), F the grid's Fourier
   features: largest where the garment token p' is at the person token's own place p (at 32 tokens,
   3.4 scale^2 / sqrt(head_dim) above a neighbour). In the same-pose control that place is I_c's
   garment near, not exactly at, what the token shows: the crop still scales and moves it. With
   pose_affine the person token's code is that of the place its pose map sends it to, so the planted
-  read is the torso's affine warp instead of the own place."""
+  read is the torso's affine warp instead of the own place (pose_parts: its body part's map)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
@@ -290,7 +290,7 @@ def plant_place_attention(scale: float):
                  if isinstance(m, layers.CrossAttention)]
     if not attention or any(m.position_q is None for m in attention):
       raise SystemExit("--plant_place_attention needs the parallel variant with "
-                       "model.cross_attention_position=fourier or pose_affine")
+                       "model.cross_attention_position=fourier, pose_affine or pose_parts")
     for m in attention:
       for projection in (m.position_q, m.position_k):
         projection.kernel[...] = planted(projection.kernel[...], m.num_heads)

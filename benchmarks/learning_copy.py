@@ -287,8 +287,8 @@ def make_token_copier(shape: dict[str, int | str], position: str, seed: int, tok
       self.out = layers.conv(channels, token_channels, 1, **kw)
 
     def __call__(self, x, context, query_to_context=None):
-      """x, context: [B, S, S, token_channels] (query_to_context: [B, 3, 2], for position
-      "pose_affine") -> the prediction [B, S, S, token_channels]."""
+      """x, context: [B, S, S, token_channels] (query_to_context: the pose's maps, for the
+      "pose_*" positions) -> the prediction [B, S, S, token_channels]."""
       return x + self.out(self.attn(self.embed_person(x), self.embed_garment(context),
                                     query_to_context))
 

@@ -75,6 +75,8 @@ each person pixel's query is coded at the I_c place the least-squares affine map
 poses' torso keypoints sends it to (pose_maps), so across poses the read it can find by place is
 that warp. The reference ``copy_garment_input_pose_affine`` is I_c resampled there
 (warp_garments): what a perfect such read scores; its place weights are read at that place.
+``--positions pose_parts`` maps each person pixel by its nearest body part instead (the torso's
+map or a limb's, layers.part_places), with the reference ``copy_garment_input_pose_parts``.
 
 Everything after ``--`` is benchmarks.learning's own flags: the same workdir, data set and held-out
 pairs; --steps is this layer's training steps. Every --eval_every steps the held-out pairs are
@@ -109,8 +111,10 @@ SCORES = ("psnr_garment", "ssim", "ssim_garment", "detail_corr_garment", "patter
 TARGET_KEYS = {"person": "person", "garment_input": "garment"}  # --target -> the batch's key
 TARGETS = tuple(TARGET_KEYS)
 # The toy's position codes, and the pose's: "pose_affine" codes each person pixel at the I_c place
-# the torso keypoints' affine map sends it to (layers.CrossAttention), the warp across poses.
-PAIR_POSITIONS = (*POSITIONS, "pose_affine")
+# the torso keypoints' affine map sends it to (layers.CrossAttention), the warp across poses;
+# "pose_parts" at the place its nearest body part's map sends it to.
+POSE_POSITIONS = ("pose_affine", "pose_parts")
+PAIR_POSITIONS = (*POSITIONS, *POSE_POSITIONS)
 GARMENT_CONTENTS = ("image", "noise", "shuffle", "phase")
 PATTERN_LAGS = (1, 2, 4, 8)  # pixels; the held-out stripe periods at pattern scale 4 are 2-7 px
 GARMENT_TEMPLATES = {"keep": 0, "remove": -1, "add": 1}  # the sign pattern_template is added with
@@ -365,12 +369,12 @@ def file_order_batches(config, records_glob: str, raw_root: str, split: str,
 
 
 def place_weights(weights: np.ndarray, masks: np.ndarray,
-                  maps: np.ndarray | None = None) -> dict[str, float]:
+                  maps=None) -> dict[str, float]:
   """weights [B, heads, R*R, R*R] (person pixel -> I_c pixel, row-major), masks [B, R, R] bool ->
   the head-mean weight a masked person pixel puts on the I_c pixel at its own place
   (``own_place_weight``) and on the 3 x 3 pixels around it (``near_place_weight``), averaged over
-  the masked pixels of all examples. With maps [B, 3, 2] (pose_maps) the place is the I_c pixel
-  nearest where the map sends the person pixel's centre, instead of its own."""
+  the masked pixels of all examples. With maps (pose_maps) the place is the I_c pixel nearest
+  where the maps send the person pixel's centre, instead of its own."""
   b, r = masks.shape[:2]
   w = np.asarray(weights, np.float32).mean(axis=1).reshape(b, r, r, r, r)
   padded = np.pad(w, ((0, 0), (0, 0), (0, 0), (1, 1), (1, 1)))  # keys off the grid weigh 0
@@ -393,32 +397,42 @@ def place_weights(weights: np.ndarray, masks: np.ndarray,
 POSE_KEYS = ("person_pose", "person_pose_mask", "garment_pose", "garment_pose_mask")
 
 
-def pose_map_fn(config) -> Callable:
-  """(person_pose, person_pose_mask, garment_pose, garment_pose_mask) -> [B, 3, 2]: the model's
-  person -> garment place maps (pose.keypoint_affine over config.model's torso keypoints), what a
-  "pose_affine" copier reads through; traceable under jit."""
+def pose_map_fn(config, position: str = "pose_affine") -> Callable:
+  """(person_pose, person_pose_mask, garment_pose, garment_pose_mask) -> the model's person ->
+  garment place maps for ``position`` over config.model's keypoints: [B, 3, 2] for "pose_affine"
+  (pose.keypoint_affine), layers.PartMaps for "pose_parts" (pose.part_maps). What a copier with
+  that code reads through; traceable under jit."""
   from tryon_jax.data import labels  # pylint: disable=g-import-not-at-top
   from tryon_jax.models import pose  # pylint: disable=g-import-not-at-top
-  m = config.model
-  keypoints = tuple(labels.COCO18_NAMES.index(n) for n in m.cross_attention_pose_keypoints)
-  return lambda *poses: pose.keypoint_affine(*poses, keypoints, float(m.cross_attention_pose_ridge))
+  m, index = config.model, labels.COCO18_NAMES.index
+  torso, ridge = tuple(map(index, m.cross_attention_pose_keypoints)), float(
+      m.cross_attention_pose_ridge)
+  if position == "pose_affine":
+    return lambda *poses: pose.keypoint_affine(*poses, torso, ridge)
+  if position != "pose_parts":
+    raise ValueError(f"pose_map_fn(position={position!r}): expected one of {POSE_POSITIONS}")
+  outline = tuple(map(index, m.cross_attention_pose_torso_outline))
+  limbs = tuple(tuple(map(index, limb)) for limb in m.cross_attention_pose_limbs)
+  return lambda *poses: pose.part_maps(*poses, torso, outline, limbs, ridge)
 
 
-def pose_maps(config, batch: dict) -> np.ndarray:
-  """[B, 3, 2]: pose_map_fn's maps of ``batch``'s poses (the POSE_KEYS entries)."""
-  return np.asarray(pose_map_fn(config)(*(batch[k] for k in POSE_KEYS)))
+def pose_maps(config, batch: dict, position: str = "pose_affine"):
+  """pose_map_fn's maps of ``batch``'s poses (the POSE_KEYS entries), as numpy arrays."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.tree.map(np.asarray, pose_map_fn(config, position)(*(batch[k] for k in POSE_KEYS)))
 
 
-def mapped_places(maps: np.ndarray, side: int) -> np.ndarray:
-  """[B, side, side, 2]: the (x, y) place in [0, 1] each map sends each pixel centre to."""
+def mapped_places(maps, side: int) -> np.ndarray:
+  """[B, side, side, 2]: the (x, y) place in [0, 1] the maps (pose_maps) send each pixel centre
+  to."""
   from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
-  places = layers.map_places(layers.grid_places(side, side), np.asarray(maps, np.float32))
-  return np.asarray(places).reshape(len(maps), side, side, 2)
+  places = np.asarray(layers.pose_places(layers.grid_places(side, side), maps))
+  return places.reshape(len(places), side, side, 2)
 
 
-def warp_garments(garments: np.ndarray, maps: np.ndarray) -> np.ndarray:
+def warp_garments(garments: np.ndarray, maps) -> np.ndarray:
   """garments [B, R, R, 3] resampled (bilinear, black outside) at mapped_places: each person
-  pixel given the I_c pixel its map sends it to; the copy a perfect "pose_affine" read makes."""
+  pixel given the I_c pixel its maps send it to; the copy a perfect "pose_*" read makes."""
   r = garments.shape[1]
   out = np.empty_like(garments)
   for g, o, place in zip(garments, out, mapped_places(maps, r)):
@@ -474,8 +488,8 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
   tx = optim.make_optimizer(config.train)
   opt_state = tx.init(params)
 
-  # Only the "pose_affine" layer reads maps: fitted from the batch's poses inside the jitted step.
-  fit_maps = pose_map_fn(config) if position == "pose_affine" else None
+  # Only the "pose_*" layers read maps: fitted from the batch's poses inside the jitted step.
+  fit_maps = pose_map_fn(config, position) if position in POSE_POSITIONS else None
 
   def poses_of(b: dict) -> tuple | None:
     return tuple(np.asarray(b[k]) for k in POSE_KEYS) if fit_maps else None
@@ -505,7 +519,8 @@ def train_copier(config, position: str, steps: int, eval_every: int, held_out: t
     return call_recording_weights(model, model.attn, agnostic, garment, maps_of(poses))
 
   held_out_poses = poses_of(batch)
-  held_out_maps = None if held_out_poses is None else np.asarray(maps_of(held_out_poses))
+  held_out_maps = None if held_out_poses is None else jax.tree.map(np.asarray,
+                                                                   maps_of(held_out_poses))
 
   def score(p) -> dict:
     pred, weights = evaluate(p, batch["agnostic"], batch["garment"], held_out_poses)
@@ -584,9 +599,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "reference": {
                 "copy_garment_input": learning.garment_metrics(batch["garment"], batch["person"],
                                                                masks, twin),
-                "copy_garment_input_pose_affine": learning.garment_metrics(
-                    warp_garments(batch["garment"], pose_maps(config, batch)), batch["person"],
-                    masks, twin),
+                **{f"copy_garment_input_{position}": learning.garment_metrics(
+                    warp_garments(batch["garment"], pose_maps(config, batch, position)),
+                    batch["person"], masks, twin) for position in POSE_POSITIONS},
                 "flat_twin": learning.garment_metrics(twin, batch["person"], masks, twin)},
             "runs": {}}
   if template_shift is not None and not scored_on_images:  # what no read of I_c scores

@@ -33,12 +33,18 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   m.attention_impl = "auto"
   # Paper silent (none described): "fourier" adds learned projections of each token's grid
   # position to cross-attention queries and keys, so a person token can find a garment place;
-  # "pose_affine" codes each query at the garment place the poses map it to (an option for study).
+  # "pose_affine" codes each query at the garment place the poses map it to (an option for study);
+  # "pose_parts" maps it by its nearest body part.
   m.cross_attention_position = "none"
   # pose_affine: the keypoints of the least-squares map; the torso moves an upper garment rigidly.
   m.cross_attention_pose_keypoints = ("neck", "r_shoulder", "l_shoulder", "r_hip", "l_hip")
   # pose_affine: pull toward the identity map, which it becomes with < 3 shared keypoints.
   m.cross_attention_pose_ridge = 1e-4
+  # "pose_parts" (an option for study): each query takes the map of the body part nearest it, the
+  # torso's (above; inside this outline, in order around it) or a limb's, so sleeves follow arms.
+  m.cross_attention_pose_torso_outline = ("r_shoulder", "l_shoulder", "l_hip", "r_hip")
+  m.cross_attention_pose_limbs = (("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"),
+                                  ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"))
   # Paper silent: the garment context's norm in cross-attention. "group" (the blocks' GroupNorm);
   # "token" (a LayerNorm per garment token, as transformers norm their context) is an option.
   m.cross_attention_context_norm = "group"

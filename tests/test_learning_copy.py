@@ -386,6 +386,36 @@ def test_warp_garments_moves_each_pixel_by_its_pose_map():
   poses["person_pose_mask"] = poses["garment_pose_mask"] = np.ones((2, 18))
   np.testing.assert_allclose(learning_copy_pairs.pose_maps(config, poses)[1], maps[1],
                              atol=1e-3)  # the ridge's pull: 2e-4 here
+  # Moved as a whole, every body part has the torso's map: the per-part warp is the same (a
+  # shift by a pixel and a half, so that no pixel lands on I_c's edge, where 1e-4 decides).
+  poses["garment_pose"] = poses["person_pose"] + np.array([1.5 / r, 0.5 / r])
+  by_parts, by_torso = (learning_copy_pairs.warp_garments(
+      garments, learning_copy_pairs.pose_maps(config, poses, position))
+                        for position in ("pose_parts", "pose_affine"))
+  np.testing.assert_allclose(by_parts, by_torso, atol=1e-2)  # the torso map's ridge: 2e-4
+  assert np.abs(by_torso - garments).max() > 0.5
+
+
+def test_a_pose_parts_copier_is_the_fourier_one_where_the_poses_agree():
+  from benchmarks import learning_copy_pairs  # pylint: disable=g-import-not-at-top
+  config, images, mask = tiny_copier_pairs(3, slice(3, 12), slice(2, 13))
+  config.train.lr = 3e-2  # three steps that move the layer's read enough to tell the codes apart
+  rng = np.random.default_rng(3)
+  images["person_pose"] = rng.uniform(0.2, 0.8, (2, 18, 2)).astype(np.float32)
+  images["person_pose_mask"] = images["garment_pose_mask"] = np.ones((2, 18), np.float32)
+
+  def train(position: str, garment_pose: np.ndarray) -> dict:
+    batch = {**images, "garment_pose": garment_pose, "garment_mask": mask}
+    return learning_copy_pairs.train_copier(config, position, 3, 3, (batch, mask, images["person"]),
+                                            0, iter(lambda: batch, None), "garment")
+
+  fourier = train("fourier", images["person_pose"])
+  same = train("pose_parts", images["person_pose"])
+  moved = train("pose_parts", images["person_pose"] * 0.7 + 0.15)
+  for score in ("psnr_garment", "own_place_weight", "near_place_weight"):
+    np.testing.assert_allclose(same[score], fourier[score], rtol=1e-6)  # the identity maps
+  # Moved, the codes differ: 2.8e-4 dB after three steps, where the identity maps give 0.0.
+  assert abs(moved["psnr_garment"] - fourier["psnr_garment"]) > 1e-4
 
 
 def test_the_garment_input_target_trains_the_copier_on_i_c_not_the_person():

@@ -10,7 +10,7 @@ import suite_env
 
 from configs import demo, sr1024, sr256
 from tryon_jax.models import build_model, count_params, layers
-from tryon_jax.models.pose import AttentionPool1D, keypoint_affine
+from tryon_jax.models.pose import AttentionPool1D, keypoint_affine, part_maps
 
 B, K = 2, 18
 
@@ -220,7 +220,7 @@ def test_cross_attention_sees_garment_places_only_with_a_position_code(position)
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
   context = jax.random.normal(jax.random.key(1), (2, 8, 8, 16))
   moved = jnp.flip(context, axis=(1, 2))  # the garment turned half a turn: same tokens, new places
-  maps = jnp.broadcast_to(IDENTITY_AFFINE, (2, 3, 2))  # read by "pose_affine" only
+  maps = _identity_maps(position, 2)  # read by the "pose_*" codes only
   change = float(jnp.max(jnp.abs(attn(x, context, maps) - attn(x, moved, maps))))
   if position == "none":
     assert change < 1e-5, change
@@ -229,6 +229,17 @@ def test_cross_attention_sees_garment_places_only_with_a_position_code(position)
 
 
 IDENTITY_AFFINE = jnp.eye(3, 2)
+
+
+def _identity_maps(position, b):
+  """Place maps that send every person place to itself, of the kind ``position`` reads."""
+  if position != "pose_parts":
+    return jnp.broadcast_to(IDENTITY_AFFINE, (b, 3, 2))
+  square = jnp.array([[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]])
+  return layers.PartMaps(jnp.broadcast_to(IDENTITY_AFFINE, (b, 2, 3, 2)),
+                         jnp.broadcast_to(square, (b, 4, 2)), jnp.ones((b,)),
+                         jnp.broadcast_to(jnp.array([[[0.1, 0.1], [0.1, 0.9]]]), (b, 1, 2, 2)),
+                         jnp.ones((b, 1)))
 
 
 def test_pose_affine_codes_each_query_at_the_garment_place_it_maps_to():
@@ -249,7 +260,7 @@ def test_pose_affine_codes_each_query_at_the_garment_place_it_maps_to():
   grid = np.asarray(layers.grid_fourier_features(8, 8)).reshape(8, 8, -1)
   codes = np.asarray(layers.fourier_features(mapped, 8)).reshape(8, 8, -1)
   np.testing.assert_allclose(codes[:7, :6], grid[1:, 2:], atol=1e-5)  # (row, col) + (1, 2)
-  with pytest.raises(ValueError, match="needs the pose affine maps"):
+  with pytest.raises(ValueError, match="needs the pose maps"):
     affine(x, context)
 
 
@@ -270,6 +281,55 @@ def test_keypoint_affine_fits_the_shared_torso_keypoints_and_is_the_identity_wit
   np.testing.assert_allclose(maps[2], np.eye(3, 2), atol=1e-6)
 
 
+# COCO-18 indices of the keypoints part_maps reads in these tests.
+NECK, R_SHO, R_ELB, R_WRI, L_SHO, L_ELB, L_WRI, R_HIP, L_HIP = 1, 2, 3, 4, 5, 6, 7, 8, 11
+TORSO, OUTLINE = (NECK, R_SHO, L_SHO, R_HIP, L_HIP), (R_SHO, L_SHO, L_HIP, R_HIP)
+LIMBS = ((R_SHO, R_ELB), (R_ELB, R_WRI), (L_SHO, L_ELB), (L_ELB, L_WRI))
+
+
+def _arm_poses():
+  """Person and garment poses [1, K, 2]: in the garment image the body is 0.05 to the right and
+  the right forearm (elbow -> wrist) a quarter turn round its elbow."""
+  person = np.random.default_rng(0).uniform(0.0, 1.0, (1, K, 2))  # head, legs: not read
+  for index, place in ((NECK, (0.5, 0.2)), (R_SHO, (0.35, 0.22)), (L_SHO, (0.65, 0.22)),
+                       (R_ELB, (0.2, 0.35)), (R_WRI, (0.1, 0.5)), (L_ELB, (0.8, 0.35)),
+                       (L_WRI, (0.9, 0.5)), (R_HIP, (0.4, 0.6)), (L_HIP, (0.6, 0.6))):
+    person[0, index] = place
+  garment = person + np.array([0.05, 0.0])
+  forearm = person[0, R_WRI] - person[0, R_ELB]
+  garment[0, R_WRI] = garment[0, R_ELB] + np.array([-forearm[1], forearm[0]])
+  return person, garment
+
+
+def test_part_maps_send_each_place_by_the_body_part_nearest_it():
+  person, garment = _arm_poses()
+  mask = np.ones((1, K))
+  places = jnp.array([[0.5, 0.4],  # inside the torso: the torso's shift
+                      [0.15, 0.425]])  # the forearm's middle: turned with it
+  parts = part_maps(*map(jnp.asarray, (person, mask, garment, mask)), TORSO, OUTLINE, LIMBS, 1e-4)
+  assert parts.maps.shape == (1, 5, 3, 2) and parts.limbs.shape == (1, 4, 2, 2)
+  forearm_middle = garment[0, R_ELB] + (garment[0, R_WRI] - garment[0, R_ELB]) / 2
+  np.testing.assert_allclose(np.asarray(layers.part_places(places, parts))[0],
+                             [[0.55, 0.4], forearm_middle], atol=1e-3)
+  # Without the garment's wrist the forearm takes no place: its middle follows the upper arm.
+  no_wrist = mask.copy()
+  no_wrist[0, R_WRI] = 0
+  parts = part_maps(*map(jnp.asarray, (person, mask, garment, no_wrist)), TORSO, OUTLINE, LIMBS,
+                    1e-4)
+  np.testing.assert_allclose(np.asarray(layers.pose_places(places, parts))[0],
+                             [[0.55, 0.4], [0.2, 0.425]], atol=1e-3)
+  # With no limbs (or no torso outline) every place takes the torso's map: "pose_affine"'s.
+  no_outline = mask.copy()
+  no_outline[0, R_HIP] = 0
+  for limbs, person_mask in (((), mask), (LIMBS, no_outline)):
+    parts = part_maps(*map(jnp.asarray, (person, person_mask, garment, mask)), TORSO, OUTLINE,
+                      limbs, 1e-4)
+    torso_map = keypoint_affine(*map(jnp.asarray, (person, person_mask, garment, mask)), TORSO,
+                                1e-4)
+    np.testing.assert_allclose(np.asarray(layers.pose_places(places, parts)),
+                               np.asarray(layers.map_places(places, torso_map)), atol=1e-6)
+
+
 def test_parallel_unet_passes_the_pose_affine_maps_to_its_cross_attention():
   # Same parameters, "fourier" against "pose_affine": equal where the garment's torso keypoints
   # are the person's (the identity map), different once the garment's are moved.
@@ -283,6 +343,24 @@ def test_parallel_unet_passes_the_pose_affine_maps_to_its_cross_attention():
                              np.asarray(apply(fourier, x, t, cond)), atol=1e-4)
   cond["garment_pose"] = cond["person_pose"] * 0.8 + 0.1
   gap = jnp.abs(apply(affine, x, t, cond) - apply(fourier, x, t, cond))
+  assert float(gap.max()) > 1e-3, float(gap.max())
+
+
+def test_parallel_unet_with_pose_parts_moves_the_places_on_a_limb_with_it():
+  # Same parameters, "pose_affine" against "pose_parts": equal while every part moves as the
+  # torso does, different once only the right forearm is turned (the tokens nearest it move).
+  cfg_a = tiny_parallel(cross_attention_position="pose_affine")
+  cfg_p = tiny_parallel(cross_attention_position="pose_parts")
+  affine, parts = randomized(build(cfg_a)), randomized(build(cfg_p))
+  person, garment = _arm_poses()
+  cond = make_cond(cfg_a, 16)
+  cond["person_pose"] = jnp.asarray(np.repeat(person, B, axis=0), jnp.float32)
+  cond["garment_pose"] = cond["person_pose"] + jnp.array([0.05, 0.0])
+  x, t = jnp.ones((B, 16, 16, 3)), jnp.full((B,), 0.5)
+  np.testing.assert_allclose(np.asarray(apply(parts, x, t, cond)),
+                             np.asarray(apply(affine, x, t, cond)), atol=1e-4)
+  cond["garment_pose"] = jnp.asarray(np.repeat(garment, B, axis=0), jnp.float32)
+  gap = jnp.abs(apply(parts, x, t, cond) - apply(affine, x, t, cond))
   assert float(gap.max()) > 1e-3, float(gap.max())
 
 
@@ -403,6 +481,10 @@ def test_bad_configs_name_the_field():
   with pytest.raises(ValueError, match="model.cross_attention_pose_keypoints"):
     build(tiny_parallel(cross_attention_position="pose_affine",
                         cross_attention_pose_keypoints=("neck", "r_shoulder", "waist")))
+  with pytest.raises(ValueError, match=r"model.cross_attention_pose_limbs=\('r_elbow',\): need "
+                                       "exactly 2"):
+    build(tiny_parallel(cross_attention_position="pose_parts",
+                        cross_attention_pose_limbs=(("r_shoulder", "r_elbow"), ("r_elbow",))))
 
 
 def test_attention_impl_auto_is_xla_off_gpu_and_forced_choices_are_kept():

@@ -8,6 +8,7 @@ and softmax statistics run in float32.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -270,7 +271,9 @@ class SelfAttention(nnx.Module):
     return x + self.out(out).reshape(b, h, w, c)
 
 
-CROSS_ATTENTION_POSITIONS = ("none", "fourier", "pose_affine")
+CROSS_ATTENTION_POSITIONS = ("none", "fourier", "pose_affine", "pose_parts")
+# The codes that place a query where the poses send it, read from CrossAttention's query_to_context.
+POSE_POSITIONS = ("pose_affine", "pose_parts")
 # How the cross-attention normalises its garment context: "group", the blocks' GroupNorm (one set
 # of statistics per example over the whole grid), or "token", a LayerNorm per garment token.
 CROSS_ATTENTION_CONTEXT_NORMS = {"group": GroupNorm, "token": TokenNorm}
@@ -304,6 +307,56 @@ def map_places(places: jax.Array, maps: jax.Array) -> jax.Array:
   return jnp.concatenate([places, jnp.ones_like(places[:, :1])], axis=-1) @ maps
 
 
+class PartMaps(NamedTuple):
+  """Person -> garment place maps of a batch, one per body part ("pose_parts"; pose.part_maps).
+
+  Part 0 is the torso, parts 1.. the limbs. A person place takes the map of the part nearest it in
+  the person image (part_places): the torso inside its outline, else the nearest of the torso's
+  outline and the valid limb segments.
+  """
+  maps: jax.Array  # [B, 1 + L, 3, 2] affine maps: garment place = [x, y, 1] @ map
+  torso_outline: jax.Array  # [B, Q, 2] the person's torso outline, a convex polygon in order
+  outline_valid: jax.Array  # [B] 1 where all its keypoints are present (else torso everywhere)
+  limbs: jax.Array  # [B, L, 2, 2] each limb's (start, end) in the person image
+  limb_valid: jax.Array  # [B, L] 1 where both ends are present in both poses
+
+
+def _segment_distances(places: jax.Array, starts: jax.Array, ends: jax.Array) -> jax.Array:
+  """Distance of places [N, 2] to segments starts/ends [B, S, 2] -> [B, S, N]."""
+  along = (ends - starts)[:, :, None]  # [B, S, 1, 2]
+  offset = places[None, None] - starts[:, :, None]  # [B, S, N, 2]
+  length2 = jnp.maximum(jnp.sum(along * along, axis=-1), 1e-12)
+  t = jnp.clip(jnp.sum(offset * along, axis=-1) / length2, 0.0, 1.0)
+  return jnp.linalg.norm(offset - t[..., None] * along, axis=-1)
+
+
+def part_places(places: jax.Array, parts: PartMaps) -> jax.Array:
+  """places [N, 2] (x, y) sent through the map of the body part nearest each: [B, N, 2]."""
+  outline = parts.torso_outline
+  following = jnp.roll(outline, -1, axis=1)
+  edges = following - outline  # [B, Q, 2]
+  offset = places[None, None] - outline[:, :, None]  # [B, Q, N, 2]
+  side = edges[:, :, None, 0] * offset[..., 1] - edges[:, :, None, 1] * offset[..., 0]
+  inside = jnp.all(side >= 0, axis=1) | jnp.all(side <= 0, axis=1)  # [B, N]: a convex polygon
+  to_torso = jnp.min(_segment_distances(places, outline, following), axis=1)
+  # An incomplete outline gives the torso every place: the code falls back to "pose_affine".
+  to_torso = jnp.where(inside | (parts.outline_valid[:, None] < 0.5), 0.0, to_torso)
+  to_limbs = _segment_distances(places, parts.limbs[:, :, 0], parts.limbs[:, :, 1])
+  to_limbs = jnp.where(parts.limb_valid[..., None] > 0.5, to_limbs, jnp.inf)
+  nearest = jnp.argmin(jnp.concatenate([to_torso[:, None], to_limbs], axis=1), axis=1)  # [B, N]
+  mapped = jnp.einsum("nk,bpkj->bpnj", jnp.concatenate([places, jnp.ones_like(places[:, :1])], -1),
+                      parts.maps)  # [B, P, N, 2]
+  return jnp.take_along_axis(mapped, nearest[:, None, :, None], axis=1)[:, 0]
+
+
+def pose_places(places: jax.Array, query_to_context: jax.Array | PartMaps) -> jax.Array:
+  """places [N, 2] sent where the poses send them -> [B, N, 2]: through affine maps [B, 3, 2]
+  ("pose_affine", map_places) or the body parts' maps (PartMaps, "pose_parts", part_places)."""
+  if isinstance(query_to_context, PartMaps):
+    return part_places(places, query_to_context)
+  return map_places(places, query_to_context)
+
+
 def grid_fourier_features(height: int, width: int) -> jax.Array:
   """fourier_features of the token centres of a [height, width] grid: [height * width, F]."""
   return fourier_features(grid_places(height, width), max(height, width))
@@ -323,7 +376,9 @@ class CrossAttention(nnx.Module):
   for a garment place as well as for garment content. With ``position="pose_affine"`` (not in the
   paper either) the query's code is that of the place the pose maps it to in I_c
   (``query_to_context``, pose.keypoint_affine): a query then asks for a garment place at its own
-  code where the same body point shows, so that reading by place is a warp. ``grid_side`` is the
+  code where the same body point shows, so that reading by place is a warp. ``position="pose_parts"``
+  maps each query by the body part nearest it instead (the torso's map, or a limb's: PartMaps), so
+  that a sleeve's query follows its arm. ``grid_side`` is the
   token grid's side, needed by both to size those projections. With "none" the layer is blind to
   where a garment token sits: permuting the garment grid changes nothing in its output.
   ``context_norm`` names the garment context's norm (CROSS_ATTENTION_CONTEXT_NORMS): with "group" a
@@ -369,8 +424,9 @@ class CrossAttention(nnx.Module):
   def __call__(self, x: jax.Array, context: jax.Array,
                query_to_context: jax.Array | None = None) -> jax.Array:
     """x: [B, H, W, C] person features; context: [B, H', W', C'] garment features;
-    query_to_context: [B, 3, 2] affine maps of person places to garment places (x, y in [0, 1]),
-    read with position="pose_affine" only -> [B, H, W, C]."""
+    query_to_context: where the poses send person places in the garment image (x, y in [0, 1]):
+    affine maps [B, 3, 2] for position="pose_affine", PartMaps for "pose_parts", read by these
+    only -> [B, H, W, C]."""
     b, h, w, c = x.shape
     q = self.q(self.norm(x).reshape(b, h * w, c))
     ctx = self.context_norm(context)
@@ -382,10 +438,10 @@ class CrossAttention(nnx.Module):
         raise ValueError(f"cross-attention built for a {self.grid_side}-token grid got person "
                          f"{h}x{w} and garment {ctx_h}x{ctx_w} tokens")
       places = grid_places(h, w)  # [H*W, 2]
-      if self.position == "pose_affine":
+      if self.position in POSE_POSITIONS:
         if query_to_context is None:
-          raise ValueError("cross_attention_position='pose_affine' needs the pose affine maps")
-        places = map_places(places, query_to_context)
+          raise ValueError(f"cross_attention_position={self.position!r} needs the pose maps")
+        places = pose_places(places, query_to_context)
       else:
         places = places[None]
       q = q + self.position_q(fourier_features(places, self.grid_side).astype(q.dtype))

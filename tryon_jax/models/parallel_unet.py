@@ -27,7 +27,7 @@ from flax import nnx
 
 from tryon_jax.models import layers
 from tryon_jax.data.labels import COCO18_NAMES
-from tryon_jax.models.pose import AttentionPool1D, PoseEncoder, keypoint_affine
+from tryon_jax.models.pose import AttentionPool1D, PoseEncoder, keypoint_affine, part_maps
 
 VARIANTS = ("parallel", "concat")
 
@@ -53,7 +53,7 @@ class Block(nnx.Module):
   def __call__(self, x, cond, pose_tokens=None, pose_mask=None, context=None,
                query_to_context=None):
     """x: [B, H, W, Cin]; cond: [B, D]; pose_tokens: [B, P, Dp]; context: [B, H, W, Cout];
-    query_to_context: [B, 3, 2] person -> garment place maps (position "pose_affine")."""
+    query_to_context: person -> garment place maps (CrossAttention's, for "pose_*" codes)."""
     h = self.res(x, cond)
     if self.self_attn is not None:
       h = self.self_attn(h, pose_tokens, pose_mask)
@@ -112,9 +112,9 @@ class _UNetTrunk(nnx.Module):
     """Runs the trunk.
 
     x: [B, R, R, Cin]; cond: [B, D]; context: dict {("enc"|"dec", level, block): features} read by
-    cross-attention blocks; query_to_context: [B, 3, 2], passed to them (Block). Returns the final
-    features and a dict of the per-block outputs at every level (the garment UNet's outputs feed
-    the person UNet's cross-attention).
+    cross-attention blocks; query_to_context: the pose's place maps, passed to them (Block).
+    Returns the final features and a dict of the per-block outputs at every level (the garment
+    UNet's outputs feed the person UNet's cross-attention).
     """
     n = len(self.encoder)
     feats = {}
@@ -141,6 +141,16 @@ class _UNetTrunk(nnx.Module):
     return h, feats
 
 
+def _check_keypoint_names(field: str, names, least: int, exactly: bool = False) -> None:
+  names = tuple(names)
+  unknown = [name for name in names if name not in COCO18_NAMES]
+  count = len(set(names))
+  if unknown or count < least or (exactly and len(names) != least):
+    need = f"exactly {least}" if exactly else f"{least} or more"
+    raise ValueError(f"model.{field}={names}: need {need} distinct COCO-18 names "
+                     f"(unknown: {unknown})")
+
+
 def validate_config(cfg: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field when the model config is inconsistent."""
   n = len(cfg.channels)
@@ -152,12 +162,14 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
   if cfg.resolution % (2 ** (n - 1)):
     raise ValueError(f"model.resolution={cfg.resolution} is not divisible by 2^{n - 1}")
   if cfg.variant == "parallel":
-    if cfg.get("cross_attention_position", "none") == "pose_affine":
-      names = tuple(cfg.cross_attention_pose_keypoints)
-      unknown = [name for name in names if name not in COCO18_NAMES]
-      if unknown or len(set(names)) < 3:
-        raise ValueError(f"model.cross_attention_pose_keypoints={names}: need three or more "
-                         f"distinct COCO-18 names (unknown: {unknown})")
+    position = cfg.get("cross_attention_position", "none")
+    if position in layers.POSE_POSITIONS:
+      _check_keypoint_names("cross_attention_pose_keypoints", cfg.cross_attention_pose_keypoints, 3)
+    if position == "pose_parts":
+      _check_keypoint_names("cross_attention_pose_torso_outline",
+                            cfg.cross_attention_pose_torso_outline, 3)
+      for limb in cfg.cross_attention_pose_limbs:
+        _check_keypoint_names("cross_attention_pose_limbs", limb, 2, exactly=True)
     if not 1 <= cfg.garment_decoder_levels <= n:
       raise ValueError(f"model.garment_decoder_levels={cfg.garment_decoder_levels} not in [1, {n}]")
     for l, attn in enumerate(cfg.attention):
@@ -206,11 +218,17 @@ class ParallelUNet(nnx.Module):
         3, cfg, blocks=cfg.garment_blocks, decoder_levels=cfg.garment_decoder_levels,
         self_attention=(False,) * n, cross_attention=(False,) * n, rngs=rngs, dtype=dtype)
         if parallel else None)
+    # Where the poses send person places in I_c, for the "pose_*" position codes (pose.py).
+    self.pose_position = cfg.get("cross_attention_position", "none") if parallel else "none"
     self.pose_affine_keypoints, self.pose_affine_ridge = None, 0.0
-    if parallel and cfg.get("cross_attention_position", "none") == "pose_affine":
-      self.pose_affine_keypoints = tuple(COCO18_NAMES.index(name)
-                                         for name in cfg.cross_attention_pose_keypoints)
+    self.pose_torso_outline, self.pose_limbs = (), ()
+    if self.pose_position in layers.POSE_POSITIONS:
+      index = COCO18_NAMES.index
+      self.pose_affine_keypoints = tuple(map(index, cfg.cross_attention_pose_keypoints))
       self.pose_affine_ridge = float(cfg.cross_attention_pose_ridge)
+    if self.pose_position == "pose_parts":
+      self.pose_torso_outline = tuple(map(index, cfg.cross_attention_pose_torso_outline))
+      self.pose_limbs = tuple(tuple(map(index, limb)) for limb in cfg.cross_attention_pose_limbs)
     self.out_norm = layers.GroupNorm(cfg.channels[0], rngs=rngs)
     self.conv_out = layers.conv(cfg.channels[0], 3, 3, rngs=rngs, dtype=jnp.float32,
                                 zero_init=True)
@@ -243,10 +261,14 @@ class ParallelUNet(nnx.Module):
     context = query_to_context = None
     if self.garment_unet is not None:
       _, context = self.garment_unet(cond["garment"].astype(dtype), emb)
-      if self.pose_affine_keypoints is not None:
-        query_to_context = keypoint_affine(
-            cond["person_pose"], cond["person_pose_mask"], cond["garment_pose"],
-            cond["garment_pose_mask"], self.pose_affine_keypoints, self.pose_affine_ridge)
+      poses = (cond["person_pose"], cond["person_pose_mask"], cond["garment_pose"],
+               cond["garment_pose_mask"])
+      if self.pose_position == "pose_affine":
+        query_to_context = keypoint_affine(*poses, self.pose_affine_keypoints,
+                                           self.pose_affine_ridge)
+      elif self.pose_position == "pose_parts":
+        query_to_context = part_maps(*poses, self.pose_affine_keypoints, self.pose_torso_outline,
+                                     self.pose_limbs, self.pose_affine_ridge)
     else:
       person_in.append(cond["garment"])
     h, _ = self.person_unet(jnp.concatenate(person_in, axis=-1).astype(dtype), emb,

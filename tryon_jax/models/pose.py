@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tryon_jax.models.layers import linear, multi_head_attention
+from tryon_jax.models.layers import PartMaps, linear, multi_head_attention
 
 _wp = nnx.with_partitioning
 _embed_init = nnx.initializers.normal(0.02)
@@ -94,3 +94,51 @@ def keypoint_affine(person_pose: jax.Array, person_mask: jax.Array, garment_pose
   lhs = xt_w @ x + ridge * jnp.eye(3, dtype=jnp.float32)
   rhs = xt_w @ dst + ridge * jnp.eye(3, 2, dtype=jnp.float32)
   return jnp.linalg.solve(lhs, rhs)
+
+
+def limb_similarity(person_pose: jax.Array, garment_pose: jax.Array, start: int,
+                    end: int) -> jax.Array:
+  """The rotation, scale and shift taking the person's segment from keypoint ``start`` to ``end``
+  onto the garment's: A [B, 3, 2] with garment place = [x, y, 1] @ A (a degenerate person segment
+  gives the garment's shift alone; part_maps marks it invalid)."""
+  a, b = person_pose[:, start].astype(jnp.float32), person_pose[:, end].astype(jnp.float32)
+  a2, b2 = garment_pose[:, start].astype(jnp.float32), garment_pose[:, end].astype(jnp.float32)
+  u, u2 = b - a, b2 - a2
+  length2 = jnp.maximum(jnp.sum(u * u, axis=-1), 1e-12)
+  # The complex ratio u2 / u = cos + i sin (times the scale), as a row-vector matrix.
+  cos = jnp.sum(u * u2, axis=-1) / length2
+  sin = (u[:, 0] * u2[:, 1] - u[:, 1] * u2[:, 0]) / length2
+  linear_part = jnp.stack([jnp.stack([cos, sin], -1), jnp.stack([-sin, cos], -1)], axis=1)
+  shift = a2 - jnp.einsum("bk,bkj->bj", a, linear_part)
+  return jnp.concatenate([linear_part, shift[:, None]], axis=1)
+
+
+def part_maps(person_pose: jax.Array, person_mask: jax.Array, garment_pose: jax.Array,
+              garment_mask: jax.Array, torso_keypoints: tuple[int, ...],
+              torso_outline: tuple[int, ...], limbs: tuple[tuple[int, int], ...],
+              ridge: float) -> PartMaps:
+  """Per-body-part person -> garment place maps ("pose_parts", layers.part_places): the torso's
+  keypoint_affine map, and per limb (a pair of keypoint indices) limb_similarity.
+
+  Poses and masks as keypoint_affine. A limb is valid where both its ends are present in both poses
+  and apart in the person's; an invalid limb takes no place. With no valid limb every place takes
+  the torso's map, which is then "pose_affine"'s.
+  """
+  torso = keypoint_affine(person_pose, person_mask, garment_pose, garment_mask, torso_keypoints,
+                          ridge)
+  shared = (person_mask * garment_mask).astype(jnp.float32)
+  outline_idx = jnp.asarray(torso_outline, jnp.int32)
+  outline = person_pose[:, outline_idx].astype(jnp.float32)
+  outline_valid = jnp.min(person_mask[:, outline_idx].astype(jnp.float32), axis=1)
+  maps, segments, valid = [torso[:, None]], [], []
+  for start, end in limbs:
+    maps.append(limb_similarity(person_pose, garment_pose, start, end)[:, None])
+    segment = jnp.stack([person_pose[:, start], person_pose[:, end]], axis=1).astype(jnp.float32)
+    apart = jnp.sum((segment[:, 1] - segment[:, 0]) ** 2, axis=-1) > 1e-8
+    segments.append(segment)
+    valid.append(shared[:, start] * shared[:, end] * apart)
+  b = person_pose.shape[0]
+  return PartMaps(
+      maps=jnp.concatenate(maps, axis=1), torso_outline=outline, outline_valid=outline_valid,
+      limbs=jnp.stack(segments, axis=1) if limbs else jnp.zeros((b, 0, 2, 2), jnp.float32),
+      limb_valid=jnp.stack(valid, axis=1) if limbs else jnp.zeros((b, 0), jnp.float32))
