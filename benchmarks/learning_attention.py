@@ -13,6 +13,9 @@ a least-squares affine map from the person's keypoints to I_c's takes a person-i
 the garment-image place that shows it. In the same-pose control (``--same_pose``) the garment is
 only scaled and moved, so the map is exact up to the crop's rounding; across poses it is only the
 best single affine map (``affine_fit_rms_tokens`` says how far the keypoints are from it).
+``--expected pose_affine`` or ``pose_parts`` scores against the place the model's own pose code
+sends a token to instead (learning_copy_pairs.pose_maps: the torso's ridge-fitted map, or each
+body part's), the read a network with that ``model.cross_attention_position`` is offered.
 
 Per layer, over the person tokens on the target's garment (mask pooled to the layer's grid):
   * ``expected_shift``: tokens from a person token's own grid place to the place it should read;
@@ -42,7 +45,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmarks import learning
+from benchmarks import learning, learning_copy_pairs
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace]:
@@ -58,6 +61,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
                  help="score only person tokens whose expected place is at least this far from "
                       "their own (fraction of the image side), where following the garment and "
                       "staying in place can be told apart")
+  p.add_argument("--expected", default="keypoint_affine",
+                 choices=("keypoint_affine", *learning_copy_pairs.POSE_POSITIONS),
+                 help="the place a token should read: the affine fit of all shared keypoints, or "
+                      "the model's pose code's map (module docstring)")
   p.add_argument("--seed", type=int, default=0, help="noise of x_t")
   p.add_argument("--checkpoint_step", type=int, default=None,
                  help="probe this saved step of the run (default: its newest checkpoint)")
@@ -184,12 +191,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
   result = {"command": "python -m benchmarks.learning_attention "
                        + " ".join(sys.argv[1:] if argv is None else argv),
             "workdir": args.workdir, "step": int(step), "t": probe.t, "radius": probe.radius,
-            "min_shift": probe.min_shift,
+            "min_shift": probe.min_shift, "expected": probe.expected,
             "num_pairs": len(masks), "layers": {}}
+  maps = (None if probe.expected == "keypoint_affine"
+          else learning_copy_pairs.pose_maps(config, batch, probe.expected))
   for name, w in sorted(weights.items()):
     side = int(round(np.sqrt(w.shape[-1])))
     centres = token_centres(side)
-    expected = [np.concatenate([centres, np.ones((len(centres), 1))], 1) @ a for a, _ in fits]
+    if maps is None:
+      expected = [np.concatenate([centres, np.ones((len(centres), 1))], 1) @ a for a, _ in fits]
+    else:
+      expected = list(learning_copy_pairs.mapped_places(maps, side).reshape(len(fits), -1, 2))
     queries = [pool_mask(m, side) & (np.linalg.norm(e - centres, axis=-1) >= probe.min_shift)
                for m, e in zip(masks, expected)]
     on_garment = [pool_mask(m, side) for m in cloth_masks]

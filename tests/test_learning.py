@@ -170,6 +170,14 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
   assert all(np.isfinite(v) for v in looked["affine_fit_rms_tokens"].values())
   with pytest.raises(ValueError, match="no garment token moves by --min_shift=2.0"):
     learning_attention.main(["--min_shift", "2", "--"] + argv)  # nothing moves by 2 image sides
+  # Scored against the model's own part maps instead: the same attention read (its masses), the
+  # places it should read from the part maps.
+  by_parts = learning_attention.main(["--expected", "pose_parts", "--"] + argv)
+  assert by_parts["expected"] == "pose_parts" and looked["expected"] == "keypoint_affine"
+  for name, layer in by_parts["layers"].items():
+    for key in ("garment_mass", "peak_mass"):
+      np.testing.assert_allclose(layer[key], looked["layers"][name][key], rtol=1e-5, err_msg=key)
+    assert 0 <= layer["near_mass"] <= 1 and layer["expected_shift"] >= 0, name
   # A named checkpoint step is the one read back; a step the run did not save is refused.
   at_step = learning_attention.main(["--checkpoint_step", "2", "--"] + argv)
   assert at_step["step"] == 2 and at_step["layers"] == looked["layers"]
