@@ -28,8 +28,9 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   m.cross_attention_position = "none"  # as base128: the paper describes no position code.
   m.cross_attention_pose_keypoints = ("neck", "r_shoulder", "l_shoulder", "r_hip", "l_hip")
   m.cross_attention_pose_ridge = 1e-4  # as base128
-  m.cross_attention_pose_torso_outline = ("r_shoulder", "l_shoulder", "l_hip", "r_hip")  # as base128
-  m.cross_attention_pose_limbs = (("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"),  # as base128
+  # as base128: the torso outline and arm segments of "pose_parts".
+  m.cross_attention_pose_torso_outline = ("r_shoulder", "l_shoulder", "l_hip", "r_hip")
+  m.cross_attention_pose_limbs = (("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"),
                                   ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"))
   m.cross_attention_context_norm = "group"  # as base128
   m.remat = False

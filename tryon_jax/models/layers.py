@@ -376,11 +376,11 @@ class CrossAttention(nnx.Module):
   for a garment place as well as for garment content. With ``position="pose_affine"`` (not in the
   paper either) the query's code is that of the place the pose maps it to in I_c
   (``query_to_context``, pose.keypoint_affine): a query then asks for a garment place at its own
-  code where the same body point shows, so that reading by place is a warp. ``position="pose_parts"``
-  maps each query by the body part nearest it instead (the torso's map, or a limb's: PartMaps), so
-  that a sleeve's query follows its arm. ``grid_side`` is the
-  token grid's side, needed by both to size those projections. With "none" the layer is blind to
-  where a garment token sits: permuting the garment grid changes nothing in its output.
+  code where the same body point shows, so that reading by place is a warp. With
+  ``position="pose_parts"`` each query is mapped by the body part nearest it instead (the torso's
+  map, or a limb's: PartMaps), so that a sleeve's query follows its arm. ``grid_side`` is the
+  token grid's side, needed by the codes to size those projections. With "none" the layer is blind
+  to where a garment token sits: permuting the garment grid changes nothing in its output.
   ``context_norm`` names the garment context's norm (CROSS_ATTENTION_CONTEXT_NORMS): with "group" a
   garment token's normalised features depend on the whole garment grid's statistics, with "token" on
   its own only.
