@@ -399,21 +399,14 @@ POSE_KEYS = ("person_pose", "person_pose_mask", "garment_pose", "garment_pose_ma
 
 def pose_map_fn(config, position: str = "pose_affine") -> Callable:
   """(person_pose, person_pose_mask, garment_pose, garment_pose_mask) -> the model's person ->
-  garment place maps for ``position`` over config.model's keypoints: [B, 3, 2] for "pose_affine"
-  (pose.keypoint_affine), layers.PartMaps for "pose_parts" (pose.part_maps). What a copier with
-  that code reads through; traceable under jit."""
-  from tryon_jax.data import labels  # pylint: disable=g-import-not-at-top
+  garment place maps for ``position`` (pose.place_maps over config.model's keypoints: [B, 3, 2]
+  for "pose_affine", layers.PartMaps for "pose_parts"). What a copier with that code reads
+  through; traceable under jit."""
   from tryon_jax.models import pose  # pylint: disable=g-import-not-at-top
-  m, index = config.model, labels.COCO18_NAMES.index
-  torso, ridge = tuple(map(index, m.cross_attention_pose_keypoints)), float(
-      m.cross_attention_pose_ridge)
-  if position == "pose_affine":
-    return lambda *poses: pose.keypoint_affine(*poses, torso, ridge)
-  if position != "pose_parts":
+  spec = pose.place_map_spec(config.model, position)
+  if spec is None:
     raise ValueError(f"pose_map_fn(position={position!r}): expected one of {POSE_POSITIONS}")
-  outline = tuple(map(index, m.cross_attention_pose_torso_outline))
-  limbs = tuple(tuple(map(index, limb)) for limb in m.cross_attention_pose_limbs)
-  return lambda *poses: pose.part_maps(*poses, torso, outline, limbs, ridge)
+  return lambda *poses: pose.place_maps(spec, *poses)
 
 
 def pose_maps(config, batch: dict, position: str = "pose_affine"):

@@ -178,6 +178,8 @@ def test_learning_study_writes_results_grid_and_curves(tmp_path, monkeypatch):
     for key in ("garment_mass", "peak_mass"):
       np.testing.assert_allclose(layer[key], looked["layers"][name][key], rtol=1e-5, err_msg=key)
     assert 0 <= layer["near_mass"] <= 1 and layer["expected_shift"] >= 0, name
+    # The places are the part maps', not the all-keypoint fit's: across poses they move elsewhere.
+    assert abs(layer["expected_shift"] - looked["layers"][name]["expected_shift"]) > 1e-3, name
   # A named checkpoint step is the one read back; a step the run did not save is refused.
   at_step = learning_attention.main(["--checkpoint_step", "2", "--"] + argv)
   assert at_step["step"] == 2 and at_step["layers"] == looked["layers"]

@@ -27,7 +27,7 @@ from flax import nnx
 
 from tryon_jax.models import layers
 from tryon_jax.data.labels import COCO18_NAMES
-from tryon_jax.models.pose import AttentionPool1D, PoseEncoder, keypoint_affine, part_maps
+from tryon_jax.models.pose import AttentionPool1D, PoseEncoder, place_map_spec, place_maps
 
 VARIANTS = ("parallel", "concat")
 
@@ -219,16 +219,7 @@ class ParallelUNet(nnx.Module):
         self_attention=(False,) * n, cross_attention=(False,) * n, rngs=rngs, dtype=dtype)
         if parallel else None)
     # Where the poses send person places in I_c, for the "pose_*" position codes (pose.py).
-    self.pose_position = cfg.get("cross_attention_position", "none") if parallel else "none"
-    self.pose_affine_keypoints, self.pose_affine_ridge = None, 0.0
-    self.pose_torso_outline, self.pose_limbs = (), ()
-    if self.pose_position in layers.POSE_POSITIONS:
-      index = COCO18_NAMES.index
-      self.pose_affine_keypoints = tuple(map(index, cfg.cross_attention_pose_keypoints))
-      self.pose_affine_ridge = float(cfg.cross_attention_pose_ridge)
-    if self.pose_position == "pose_parts":
-      self.pose_torso_outline = tuple(map(index, cfg.cross_attention_pose_torso_outline))
-      self.pose_limbs = tuple(tuple(map(index, limb)) for limb in cfg.cross_attention_pose_limbs)
+    self.place_map_spec = place_map_spec(cfg) if parallel else None
     self.out_norm = layers.GroupNorm(cfg.channels[0], rngs=rngs)
     self.conv_out = layers.conv(cfg.channels[0], 3, 3, rngs=rngs, dtype=jnp.float32,
                                 zero_init=True)
@@ -261,14 +252,10 @@ class ParallelUNet(nnx.Module):
     context = query_to_context = None
     if self.garment_unet is not None:
       _, context = self.garment_unet(cond["garment"].astype(dtype), emb)
-      poses = (cond["person_pose"], cond["person_pose_mask"], cond["garment_pose"],
-               cond["garment_pose_mask"])
-      if self.pose_position == "pose_affine":
-        query_to_context = keypoint_affine(*poses, self.pose_affine_keypoints,
-                                           self.pose_affine_ridge)
-      elif self.pose_position == "pose_parts":
-        query_to_context = part_maps(*poses, self.pose_affine_keypoints, self.pose_torso_outline,
-                                     self.pose_limbs, self.pose_affine_ridge)
+      if self.place_map_spec is not None:
+        query_to_context = place_maps(self.place_map_spec, cond["person_pose"],
+                                      cond["person_pose_mask"], cond["garment_pose"],
+                                      cond["garment_pose_mask"])
     else:
       person_in.append(cond["garment"])
     h, _ = self.person_unet(jnp.concatenate(person_in, axis=-1).astype(dtype), emb,

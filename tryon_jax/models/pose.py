@@ -8,11 +8,14 @@ attention never sees a fake pose and never has an empty key set.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tryon_jax.models.layers import PartMaps, linear, multi_head_attention
+from tryon_jax.data.labels import COCO18_NAMES
+from tryon_jax.models.layers import POSE_POSITIONS, PartMaps, linear, multi_head_attention
 
 _wp = nnx.with_partitioning
 _embed_init = nnx.initializers.normal(0.02)
@@ -142,3 +145,39 @@ def part_maps(person_pose: jax.Array, person_mask: jax.Array, garment_pose: jax.
       maps=jnp.concatenate(maps, axis=1), torso_outline=outline, outline_valid=outline_valid,
       limbs=jnp.stack(segments, axis=1) if limbs else jnp.zeros((b, 0, 2, 2), jnp.float32),
       limb_valid=jnp.stack(valid, axis=1) if limbs else jnp.zeros((b, 0), jnp.float32))
+
+
+class PlaceMapSpec(NamedTuple):
+  """What a "pose_*" cross-attention code fits its person -> garment place maps from (place_maps):
+  the model config's keypoint names as COCO-18 indices."""
+  position: str  # "pose_affine" or "pose_parts"
+  torso_keypoints: tuple[int, ...]
+  ridge: float
+  torso_outline: tuple[int, ...]  # "pose_parts" only
+  limbs: tuple[tuple[int, int], ...]  # "pose_parts" only
+
+
+def place_map_spec(model_cfg, position: str | None = None) -> PlaceMapSpec | None:
+  """model_cfg's PlaceMapSpec for ``position`` (default: model_cfg.cross_attention_position), or
+  None for a code that reads no place maps."""
+  position = model_cfg.get("cross_attention_position", "none") if position is None else position
+  if position not in POSE_POSITIONS:
+    return None
+  index = COCO18_NAMES.index
+  parts = position == "pose_parts"
+  return PlaceMapSpec(
+      position, tuple(map(index, model_cfg.cross_attention_pose_keypoints)),
+      float(model_cfg.cross_attention_pose_ridge),
+      tuple(map(index, model_cfg.cross_attention_pose_torso_outline)) if parts else (),
+      tuple(tuple(map(index, limb)) for limb in model_cfg.cross_attention_pose_limbs)
+      if parts else ())
+
+
+def place_maps(spec: PlaceMapSpec, person_pose: jax.Array, person_mask: jax.Array,
+               garment_pose: jax.Array, garment_mask: jax.Array) -> jax.Array | PartMaps:
+  """The place maps ``spec``'s code reads (CrossAttention's query_to_context): keypoint_affine's
+  [B, 3, 2] for "pose_affine", part_maps' PartMaps for "pose_parts". Poses as keypoint_affine."""
+  poses = (person_pose, person_mask, garment_pose, garment_mask)
+  if spec.position == "pose_affine":
+    return keypoint_affine(*poses, spec.torso_keypoints, spec.ridge)
+  return part_maps(*poses, spec.torso_keypoints, spec.torso_outline, spec.limbs, spec.ridge)
