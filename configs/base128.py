@@ -51,6 +51,9 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   m.remat = False  # rematerialize each block in the backward pass (saves activation memory).
   # With remat: which values a block keeps (jax.checkpoint_policies name); layers.remat_policy.
   m.remat_policy = "nothing_saveable"
+  # Not in the paper (a compile-time choice, same function): each level's run of identical blocks
+  # is one stacked module applied by nnx.scan, so XLA compiles one block per level, not each block.
+  m.scan_blocks = False
   return m
 
 

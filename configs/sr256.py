@@ -35,6 +35,7 @@ def model_config(variant: str = "parallel") -> mlc.ConfigDict:
   m.cross_attention_context_norm = "group"  # as base128
   m.remat = False
   m.remat_policy = "nothing_saveable"  # as base128
+  m.scan_blocks = False  # as base128
   return m
 
 

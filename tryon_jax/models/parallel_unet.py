@@ -14,11 +14,14 @@
   UNets.
 * ``variant="concat"`` is the paper's ablation: no garment UNet, no cross-attention, I_c
   concatenated to z_t on channels.
+* ``scan_blocks``: a level's run of blocks with the same shapes is one stacked module applied by
+  ``nnx.scan`` (``ScannedBlocks``), so XLA compiles one block per level, not one per block. The
+  network computes the same function; only its parameter tree (and compile time) differ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +65,62 @@ class Block(nnx.Module):
     return h
 
 
+class ScannedBlocks(nnx.Module):
+  """``count`` blocks of the same shapes, stacked on a leading parameter axis (logical name
+  "blocks") and applied in order by ``nnx.scan``: XLA compiles the block once, not ``count``
+  times. Each block reads its own context (and skip, in a decoder) from inputs stacked likewise."""
+
+  def __init__(self, count: int, make: Callable[[nnx.Rngs], Block], *, rngs: nnx.Rngs):
+    @nnx.split_rngs(splits=count)
+    @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "blocks"})
+    def stacked(block_rngs):
+      return make(block_rngs)
+
+    self.blocks = stacked(rngs)
+    self.count = count
+
+  def __call__(self, policy, h, cond, pose_tokens, pose_mask, contexts, query_to_context,
+               skips=None):
+    """h: [B, H, W, C]; contexts / skips: None or [count, B, H, W, C'] (block i reads entry i).
+    Returns the last block's output and every block's output stacked, [count, B, H, W, C]."""
+
+    def one_block(block, h, context, skip):
+      x = h if skip is None else jnp.concatenate([h, skip], axis=-1)
+      h = layers.call_block(block, policy, x, cond, pose_tokens, pose_mask, context,
+                            query_to_context)
+      return h, h
+
+    scan = nnx.scan(one_block, in_axes=(0, nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0))
+    return scan(self.blocks, h, contexts, skips)
+
+
+def _level(in_channels: Sequence[int], make: Callable[[int, nnx.Rngs], Block], *, scan: bool,
+           rngs: nnx.Rngs) -> nnx.List:
+  """One level's blocks (``in_channels[b]`` is block b's input width). With ``scan``, the longest
+  tail of two or more blocks of one input width becomes a ScannedBlocks after the blocks before it
+  (in an encoder level, the first block when it changes the width)."""
+  first = len(in_channels)
+  if scan:
+    while first > 0 and in_channels[first - 1] == in_channels[-1]:
+      first -= 1
+    if len(in_channels) - first < 2:
+      first = len(in_channels)
+  items = [make(c, rngs) for c in in_channels[:first]]
+  if first < len(in_channels):
+    width = in_channels[first]
+    items.append(ScannedBlocks(len(in_channels) - first, lambda r: make(width, r), rngs=rngs))
+  return nnx.List(items)
+
+
+def _stack(arrays: list) -> jax.Array | None:
+  """[count, ...] from count arrays of one shape; None from Nones."""
+  return None if arrays[0] is None else jnp.stack(arrays)
+
+
+def _level_size(level: nnx.List) -> int:
+  return sum(item.count if isinstance(item, ScannedBlocks) else 1 for item in level)
+
+
 class _UNetTrunk(nnx.Module):
   """Encoder levels (all) and decoder levels (the lowest ``decoder_levels``) of one UNet.
 
@@ -77,16 +136,19 @@ class _UNetTrunk(nnx.Module):
     self.remat_policy = layers.remat_policy(cfg)
     self.decoder_levels = decoder_levels
     self.conv_in = layers.conv(in_ch, ch[0], 3, rngs=rngs, dtype=dtype)
+    scan = bool(cfg.get("scan_blocks", False))
+
+    def maker(l: int) -> Callable[[int, nnx.Rngs], Block]:
+      return lambda in_ch, block_rngs: Block(
+          in_ch, ch[l], cfg, self_attention=self_attention[l], cross_attention=cross_attention[l],
+          grid_side=cfg.resolution >> l, rngs=block_rngs, dtype=dtype)
+
     enc, downs = [], []
     prev = ch[0]
     for l in range(n):
-      level = []
-      for b in range(blocks[l]):
-        level.append(Block(prev if b == 0 else ch[l], ch[l], cfg, self_attention=self_attention[l],
-                           cross_attention=cross_attention[l], grid_side=cfg.resolution >> l,
-                           rngs=rngs, dtype=dtype))
+      in_channels = [prev if b == 0 else ch[l] for b in range(blocks[l])]
+      enc.append(_level(in_channels, maker(l), scan=scan, rngs=rngs))
       prev = ch[l] if blocks[l] else prev
-      enc.append(nnx.List(level))
       if l < n - 1:
         downs.append(layers.Downsample(prev, prev, rngs=rngs, dtype=dtype))
     self.encoder = nnx.List(enc)
@@ -96,13 +158,9 @@ class _UNetTrunk(nnx.Module):
       if l < n - 1:
         ups.append(layers.Upsample(prev, ch[l], rngs=rngs, dtype=dtype))
         prev = ch[l]
-      level = []
-      for b in range(blocks[l]):
-        level.append(Block(prev + ch[l], ch[l], cfg, self_attention=self_attention[l],
-                           cross_attention=cross_attention[l], grid_side=cfg.resolution >> l,
-                           rngs=rngs, dtype=dtype))
-        prev = ch[l]
-      dec.append(nnx.List(level))
+      in_channels = [(prev if b == 0 else ch[l]) + ch[l] for b in range(blocks[l])]
+      dec.append(_level(in_channels, maker(l), scan=scan, rngs=rngs))
+      prev = ch[l] if blocks[l] else prev
     self.decoder = nnx.List(dec)  # lowest level first
     self.ups = nnx.List(ups)
     self.out_channels = prev
@@ -120,25 +178,39 @@ class _UNetTrunk(nnx.Module):
     feats = {}
     h = self.conv_in(x)
     skips = []
+    shared = (cond, pose_tokens, pose_mask)
     for l in range(n):
-      for b, block in enumerate(self.encoder[l]):
-        ctx = context.get(("enc", l, b)) if context else None
-        h = layers.call_block(block, self.remat_policy, h, cond, pose_tokens, pose_mask, ctx,
-                              query_to_context)
-        feats[("enc", l, b)] = h
-        skips.append(h)
+      h = self._run_level(self.encoder[l], ("enc", l), h, shared, context, query_to_context,
+                          feats, skips=None)
+      skips.extend(feats[("enc", l, b)] for b in range(_level_size(self.encoder[l])))
       if l < n - 1:
         h = self.downs[l](h)
     for i, l in enumerate(reversed(range(n - self.decoder_levels, n))):
       if l < n - 1:
         h = self.ups[i - 1](h)  # the lowest decoder level (i = 0) has no upsampling
-      for b, block in enumerate(self.decoder[i]):
-        ctx = context.get(("dec", l, b)) if context else None
-        h = layers.call_block(block, self.remat_policy,
-                              jnp.concatenate([h, skips.pop()], axis=-1), cond, pose_tokens,
-                              pose_mask, ctx, query_to_context)
-        feats[("dec", l, b)] = h
+      h = self._run_level(self.decoder[i], ("dec", l), h, shared, context, query_to_context,
+                          feats, skips=skips)
     return h, feats
+
+  def _run_level(self, level: nnx.List, key: tuple[str, int], h, shared, context, query_to_context,
+                 feats: dict, skips: list | None):
+    """Applies one level's blocks to h, block b reading context[key + (b,)] and (in a decoder)
+    concatenating the skip it pops; records each block's output as feats[key + (b,)]."""
+    b = 0
+    for item in level:
+      count = item.count if isinstance(item, ScannedBlocks) else 1
+      ctx = [context.get(key + (b + i,)) for i in range(count)] if context else [None] * count
+      own_skips = [skips.pop() for _ in range(count)] if skips is not None else [None] * count
+      if isinstance(item, ScannedBlocks):
+        h, outs = item(self.remat_policy, h, *shared, _stack(ctx), query_to_context,
+                       _stack(own_skips))
+        feats.update({key + (b + i,): outs[i] for i in range(count)})
+      else:
+        x = h if own_skips[0] is None else jnp.concatenate([h, own_skips[0]], axis=-1)
+        h = layers.call_block(item, self.remat_policy, x, *shared, ctx[0], query_to_context)
+        feats[key + (b,)] = h
+      b += count
+    return h
 
 
 def _check_keypoint_names(field: str, names, least: int, exactly: bool = False) -> None:

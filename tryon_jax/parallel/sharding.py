@@ -42,6 +42,7 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("height", None),
     ("width", None),
     ("channels", None),
+    ("blocks", None),  # a scanned level's stacked blocks (model.scan_blocks): each step slices one
 )
 
 
