@@ -10,17 +10,21 @@
 #      base128's attention shapes, how fast is it vs XLA, and how close (max |diff|)? Where cuDNN
 #      refuses no shape, the items below run with model.attention_impl=auto, else =xla (the H100
 #      of 2026-11-27 took all four shapes);
-#   2. train_step base128 bf16 at batch 32, then at the largest batch that should fit
-#      (--batch=32,fit: extrapolated from batch 32's peak memory), the state built on the host
-#      (--init=random: the jitted initializer alone compiled for 78 s on an H100): MFU against the
-#      >= 40% target (the step compiled for 179 s there: each batch costs ~200 s);
-#   3. train_step_xla: batch 32 with XLA attention, to see what cuDNN gives the whole step (only
-#      where item 2 ran with "auto");
-#   4. sampling: the paper cascade (DDPM 256 / DDPM 128 / DDIM 32, 128 -> 256 -> 1024) in bf16 at
+#   2. train_step_scan: base128 bf16 with model.scan_blocks=True (each level's same-shaped blocks
+#      compiled once: 2.1x faster to compile on this repo's CPU) at batch 32, then at the largest
+#      batch that should fit (--batch=32,fit: extrapolated from batch 32's peak memory), the state
+#      built on the host (--init=random: the jitted initializer alone compiled for 78 s on an
+#      H100): MFU against the >= 40% target. First because it compiles faster;
+#   3. train_step: the same, unrolled (the default), at batch 32 (the step compiled for 179 s on
+#      an H100): which layout is faster decides model.scan_blocks' default (on CPU the scanned
+#      step ran 3.6x slower);
+#   4. train_step_xla: batch 32 with XLA attention, to see what cuDNN gives the whole step (only
+#      where item 3 ran with "auto");
+#   5. sampling: the paper cascade (DDPM 256 / DDPM 128 / DDIM 32, 128 -> 256 -> 1024) in bf16 at
 #      batch 4 (14.79 s per batch on an H100 with cuDNN attention, 2026-11-27).
 #
-# GPU_CHECK_ITEMS (default "attention,train_step,train_step_xla,sampling") picks items, so a
-# second call can run what the first had no time for. Without the attention item, the items
+# GPU_CHECK_ITEMS (default "attention,train_step_scan,train_step,train_step_xla,sampling") picks
+# items, so a second call can run what the first had no time for. Without the attention item, the items
 # below it take model.attention_impl from GPU_CHECK_ATTENTION_IMPL (default auto).
 #
 # Every item runs under `timeout` cut to what is left of GPU_CHECK_BUDGET_S (default 550 s), so a
@@ -32,7 +36,7 @@
 set -u
 OUT="${OUT:-/tmp/gpu_check}"
 BUDGET="${GPU_CHECK_BUDGET_S:-550}"
-ITEMS=",${GPU_CHECK_ITEMS:-attention,train_step,train_step_xla,sampling},"
+ITEMS=",${GPU_CHECK_ITEMS:-attention,train_step_scan,train_step,train_step_xla,sampling},"
 PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
 mkdir -p "$OUT"
 cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
@@ -45,8 +49,8 @@ export PYTHONUNBUFFERED=1
 export JAX_LOG_COMPILES=1  # where the time goes when an item runs out of it
 
 if [ "${GPU_CHECK_TINY:-0}" = "1" ]; then  # same items, CPU-sized
-  BASE=(--config=configs/demo.py --set model.channels=\(8,16\) --set model.person_blocks=\(1,1\)
-        --set model.garment_blocks=\(1,1\) --set model.attention=\(False,True\)
+  BASE=(--config=configs/demo.py --set model.channels=\(8,16\) --set model.person_blocks=\(1,2\)
+        --set model.garment_blocks=\(1,2\) --set model.attention=\(False,True\)
         --set model.resolution=16 --set model.head_dim=8 --set model.garment_decoder_levels=1)
   SAMPLING=(--cascade=tiny --samplers=ddim --steps=2 --iters=1)
   TRAIN_BATCHES=2,4; SAMPLE_BIG_BATCH=2; ATTN_BATCH=2; MATMUL=512  # CPU has no memory limit
@@ -110,8 +114,10 @@ fi
 echo "attention_impl for the items below: $IMPL_NAME" | tee -a "$SUMMARY"
 TRAIN=(-m benchmarks.train_step "${BASE[@]}" --set model.dtype=bfloat16 --steps=10 --warmup=2
        --init=random)
-run train_step 150 460 -- "$PYTHON" "${TRAIN[@]}" --set model.attention_impl=$IMPL_NAME \
-    --batch="$TRAIN_BATCHES"
+run train_step_scan 100 300 -- "$PYTHON" "${TRAIN[@]}" --set model.attention_impl=$IMPL_NAME \
+    --set model.scan_blocks=True --batch="$TRAIN_BATCHES"
+run train_step 150 240 -- "$PYTHON" "${TRAIN[@]}" --set model.attention_impl=$IMPL_NAME \
+    --batch="${TRAIN_BATCHES%%,*}"
 [ "$IMPL_NAME" = xla ] || run train_step_xla 150 240 -- "$PYTHON" "${TRAIN[@]}" \
     --set model.attention_impl=xla --batch="${TRAIN_BATCHES%%,*}"
 run sampling 90 160 -- "$PYTHON" -m benchmarks.sampling "${SAMPLING[@]}" \

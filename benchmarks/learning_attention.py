@@ -146,10 +146,13 @@ def record_cross_attention(model, x_t, t, cond) -> dict[str, np.ndarray]:
   """Runs ``model`` once, recording every cross-attention layer's weights ->
   {layer path: [B, heads, T, S]} (layer path like "person_unet/decoder/0/1/cross_attn")."""
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from tryon_jax.models import layers  # pylint: disable=g-import-not-at-top
+  from tryon_jax.models import layers, parallel_unet  # pylint: disable=g-import-not-at-top
   attn = [m for _, m in nnx.iter_modules(model) if isinstance(m, layers.CrossAttention)]
   if not attn:
     raise ValueError("the model has no cross-attention (the concat variant?)")
+  if any(isinstance(m, parallel_unet.ScannedBlocks) for _, m in nnx.iter_modules(model)):
+    raise ValueError("model.scan_blocks=True: the probe records each block's layer unrolled; "
+                     "run it with model.scan_blocks=False")
   for m in attn:
     m.record_weights = True
   _, recorded = nnx.capture(model, nnx.Intermediate)(x_t, t, cond)

@@ -15,7 +15,8 @@ the model + loss + Adam + EMA update, not the input pipeline (benchmarks.data me
   * pipelined_step_s: mean time per step over --steps steps dispatched back to back with one block
     at the end (as the train loop runs: no host sync per step); images_per_s uses this one;
   * flops_per_step: XLA's cost analysis of the compiled step (what the backend executes: includes
-    remat recomputation; custom calls such as cuDNN attention may count 0); null on a GPU;
+    remat recomputation; custom calls such as cuDNN attention may count 0); null on a GPU, and
+    with model.scan_blocks (XLA counts a scanned level's loop body once, not once per block);
   * model_flops_per_step: cost analysis of the same step lowered with remat off and attention on
     XLA's own ops, so it counts every matmul/conv once whatever the kernels (the MFU numerator),
     in a CPU-only subprocess (count_model_flops; jax on a GPU counts nothing); null if it fails;
@@ -101,7 +102,8 @@ def random_state(spec) -> object:
   """A train state of ``spec``'s shapes and shardings built on the host, without compiling the
   state's initializer, valued like it: kernels N(0, 1/fan_in) (fan_in = all but the last axis),
   norm scales 1, biases and other vectors 0, the EMA equal to the model, the optimizer's moments
-  and counters 0. The draws come from one host buffer, sliced per leaf.
+  and counters 0; under a scanned level's "blocks" the leading (stack) axis is not the kernel's.
+  The draws come from one host buffer, sliced per leaf.
   """
   paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(spec.abstract)
   largest = max(int(np.prod(leaf.shape)) for _, leaf in paths_leaves)
@@ -112,8 +114,9 @@ def random_state(spec) -> object:
     size = int(np.prod(leaf.shape))
     if keys[0] == "optimizer" or not np.issubdtype(leaf.dtype, np.floating):
       return np.zeros(leaf.shape, leaf.dtype)
-    if len(leaf.shape) >= 2:
-      fan_in = size // leaf.shape[-1]
+    stacked = 1 if "blocks" in keys else 0  # [count, ...] (parallel_unet.ScannedBlocks)
+    if len(leaf.shape) >= 2 + stacked:
+      fan_in = size // leaf.shape[-1] // (leaf.shape[0] if stacked else 1)
       return (normal[:size].reshape(leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
     fill = 1.0 if "scale" in keys else 0.0
     return np.full(leaf.shape, fill, leaf.dtype)
@@ -153,11 +156,14 @@ def count_model_flops(args: argparse.Namespace, batch_size: int) -> float | None
 
 def print_model_flops(config, batches: Sequence[int]) -> None:
   """``--count_model_flops``: one JSON line per batch, the step of ``config`` with remat off and
-  XLA attention lowered on a one-device mesh (the count is global: sharding does not change it)."""
+  XLA attention lowered on a one-device mesh (the count is global: sharding does not change it),
+  and its levels unrolled (model.scan_blocks off: XLA counts a scan's body once, not per step)."""
   from tryon_jax.parallel import sharding  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   config.model.remat = False
+  if "scan_blocks" in config.model:
+    config.model.scan_blocks = False
   if "attention_impl" in config.model:
     config.model.attention_impl = "xla"
   axes = tuple(config.mesh.axes)
@@ -226,7 +232,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     compile_s = time.perf_counter() - start
     mflops = counting.result() if counting else count_model_flops(args, batch_size)
     try:
-      flops = common.cost_analysis_flops(compiled)
+      flops = (None if config.model.get("scan_blocks") else  # a scan's body is counted once
+               common.cost_analysis_flops(compiled))
     except RuntimeError:  # jax 0.11.2 on an H100 counts none for the compiled step; MFU uses
       flops = None        # model_flops_per_step either way
     try:

@@ -121,31 +121,39 @@ def test_train_step_prints_positive_timings_flops_and_mfu(runs):
   assert len(rows) == 1 and rows[0][7:9] == ["True", "2"] and "model.channels=(8,16)" in rows[0][5]
 
 
-def test_random_state_has_the_spec_layout_and_initializer_like_values():
+# Scanned: the 16 px decoder level's 2 blocks are one stacked module (model.scan_blocks), whose
+# kernels [2, ...] have the stack axis in front of their fan-in.
+SCANNED = ["model.person_blocks=(1,2)", "model.garment_blocks=(1,2)", "model.scan_blocks=True"]
+
+
+@pytest.mark.parametrize("overrides", [[], SCANNED], ids=["unrolled", "scanned"])
+def test_random_state_has_the_spec_layout_and_initializer_like_values(overrides):
   from benchmarks import train_step  # pylint: disable=g-import-not-at-top
   from tryon_jax.parallel import sharding  # pylint: disable=g-import-not-at-top
   from tryon_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
-  config = common.load_config(os.path.join(REPO, "configs/demo.py"), TINY_PARALLEL)
+  config = common.load_config(os.path.join(REPO, "configs/demo.py"), TINY_PARALLEL + overrides)
   spec = state_lib.state_spec(config, sharding.make_mesh(config.mesh.shape, config.mesh.axes))
   state = train_step.random_state(spec)
   spec_leaves = jax.tree_util.tree_flatten_with_path(spec.abstract)[0]
   leaves = jax.tree.leaves(state)
   assert len(leaves) == len(spec_leaves)
-  kernels = 0
+  kernels = stacked = 0
   for (path, abstract), leaf in zip(spec_leaves, leaves):
     name = jax.tree_util.keystr(path)
     assert (leaf.shape, leaf.dtype, leaf.sharding) == (abstract.shape, abstract.dtype,
                                                       abstract.sharding), name
     value = np.asarray(leaf)
+    stack = 1 if "'blocks'" in name else 0
+    stacked += stack
     if name.startswith("['optimizer']"):
       assert not value.any(), name  # Adam's moments and the counters start at zero
-    elif value.ndim >= 2 and value.size >= 1000:
+    elif value.ndim >= 2 + stack and value.size >= 1000:
       kernels += 1
-      fan_in = value.size // value.shape[-1]
+      fan_in = value.size // value.shape[-1] // (value.shape[0] if stack else 1)
       assert np.std(value) * np.sqrt(fan_in) == pytest.approx(1.0, rel=0.2), name
-    elif value.ndim == 1:
+    elif value.ndim == 1 + stack:
       assert np.all(value == (1.0 if "'scale'" in name else 0.0)), name
-  assert kernels > 5
+  assert kernels > 5 and (stacked > 0) == bool(overrides), (kernels, stacked)
   for model_leaf, ema_leaf in zip(jax.tree.leaves(state["model"]), jax.tree.leaves(state["ema"])):
     np.testing.assert_array_equal(np.asarray(model_leaf), np.asarray(ema_leaf))
 

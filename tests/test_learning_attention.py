@@ -94,3 +94,15 @@ def test_recorded_weights_are_the_ones_the_layer_attends_with():
   mixed = jnp.einsum("bhts,bshd->bthd", weights, v.reshape(2, 16, 2, 8)).reshape(2, 16, 16)
   rebuilt = x + attn.out(mixed).reshape(2, 4, 4, 16)
   np.testing.assert_allclose(np.asarray(rebuilt), np.asarray(out), rtol=1e-4, atol=1e-4)
+
+
+def test_probe_refuses_a_scanned_model_by_name():
+  from configs import demo  # pylint: disable=g-import-not-at-top
+  from tryon_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  cfg = demo.get_config().model
+  cfg.update(resolution=16, channels=(8, 16), person_blocks=(1, 2), garment_blocks=(1, 2),
+             attention=(False, True), head_dim=8, garment_decoder_levels=1, scan_blocks=True)
+  with nnx.use_eager_sharding(False):
+    model = build_model(cfg, nnx.Rngs(0))
+  with pytest.raises(ValueError, match="model.scan_blocks=True"):
+    probe.record_cross_attention(model, None, None, None)
