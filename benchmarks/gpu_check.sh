@@ -24,8 +24,8 @@
 #      batch 4 (14.79 s per batch on an H100 with cuDNN attention, 2026-11-27).
 #
 # GPU_CHECK_ITEMS (default "attention,train_step_scan,train_step,train_step_xla,sampling") picks
-# items, so a second call can run what the first had no time for. Without the attention item, the items
-# below it take model.attention_impl from GPU_CHECK_ATTENTION_IMPL (default auto).
+# items, so a second call can run what the first had no time for. Without the attention item, the
+# items below it take model.attention_impl from GPU_CHECK_ATTENTION_IMPL (default auto).
 #
 # Every item runs under `timeout` cut to what is left of GPU_CHECK_BUDGET_S (default 550 s), so a
 # slow compile costs that item, not the whole call. $PYTHON picks the interpreter (default python3,

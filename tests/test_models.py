@@ -166,7 +166,8 @@ def test_remat_policies_keep_the_gradients_and_recompute_less_as_they_save_more(
 
 def _scan_config(**overrides):
   """Two levels whose runs of same-shaped blocks scan: encoder level 0 (2 blocks), level 1 after
-  its first block (which widens 16 -> 32), and every decoder level, with cross-attention at 32."""
+  its first block (which widens 16 -> 32 channels), and every decoder level; cross-attention at
+  level 1."""
   return tiny_parallel(person_blocks=(2, 3), garment_blocks=(2, 3), **overrides)
 
 
@@ -635,8 +636,9 @@ init = lambda: build_model(cfg, nnx.Rngs(0))
 with sharding.rules_context():
   graphdef, abstract = nnx.get_abstract_model(init, mesh)
 with sharding.mesh_context(mesh):
-  state = jax.jit(lambda: nnx.state(init()), out_shardings=sharding.state_shardings(abstract, mesh))()
-stack = nnx.merge(graphdef, state).person_unet.decoder[0][0]  # the 32 px level's 2 blocks
+  shardings = sharding.state_shardings(abstract, mesh)
+  state = jax.jit(lambda: nnx.state(init()), out_shardings=shardings)()
+stack = nnx.merge(graphdef, state).person_unet.decoder[0][0]  # level 1's 2 decoder blocks
 kernel = stack.blocks.res.conv1.kernel.get_value()
 assert kernel.shape[0] == 2 and kernel.sharding.spec == P(None, None, None, "fsdp", "tensor"), (
     kernel.shape, kernel.sharding.spec)
